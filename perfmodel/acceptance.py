@@ -1,0 +1,139 @@
+"""Acceptance rates: published measurements as data, interpolation, user tables.
+
+A table has the columns ``model, draft, method, budget, seq_len, acceptance, dataset, source``
+(``draft`` is ``self`` or a registry name; ``method`` is ``streamingllm``, ``snapkv`` or
+``full``; ``budget`` is 0 for full-KV drafts).  The built-in table is
+``perfmodel/data/acceptance.csv``; a user table (the validator writes this format) is read with
+:func:`load_table` and its rows are preferred over built-in ones for the same key.
+
+Lookup rule for a (model, draft, method, budget) key and sequence length S:
+
+1. rows with the same model, draft and method are candidates; none -> the default
+   (:data:`DEFAULT_ACCEPTANCE`), and the source says no measurement exists;
+2. the measured budget nearest to the asked one (in log2) is used; if it differs, the source says
+   which budget was measured;
+3. within the measured range of S: linear interpolation in log(S) between the neighbours;
+   outside it the value at the nearest end is used and the source says so (never extrapolated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+DEFAULT_ACCEPTANCE = 0.8
+COLUMNS = ("model", "draft", "method", "budget", "seq_len", "acceptance", "dataset", "source")
+KV_METHODS = ("streamingllm", "snapkv", "full")
+
+
+def _validate(df: pd.DataFrame, origin: str) -> pd.DataFrame:
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"acceptance table {origin}: missing columns {missing}; need {list(COLUMNS)}")
+    df = df[list(COLUMNS)].copy()
+    for col in ("budget", "seq_len", "acceptance"):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(
+                f"acceptance table {origin}: row {row + 1} has {col}={df[col].iloc[row]!r}, "
+                f"not a number"
+            )
+        df[col] = values
+    acc = df["acceptance"].to_numpy()
+    if ((acc < 0) | (acc > 1)).any():
+        row = int(np.flatnonzero((acc < 0) | (acc > 1))[0])
+        raise InputError(
+            f"acceptance table {origin}: row {row + 1} has acceptance={acc[row]}; allowed: [0, 1]"
+        )
+    if (df["seq_len"] <= 0).any():
+        raise InputError(f"acceptance table {origin}: seq_len must be positive")
+    for col in ("model", "draft", "method", "dataset", "source"):
+        df[col] = df[col].astype(str).str.strip()
+    df["method"] = df["method"].str.lower()
+    return df
+
+
+@cache
+def builtin_table() -> pd.DataFrame:
+    """The shipped table of published acceptance measurements."""
+    path = resources.files("magicdec_model.perfmodel").joinpath("data/acceptance.csv")
+    with path.open("r", encoding="utf-8") as fh:
+        return _validate(pd.read_csv(fh), "built-in")
+
+
+def load_table(path: str | Path | None = None) -> pd.DataFrame:
+    """The built-in table, with a user CSV's rows (``path``) placed first so that they win."""
+    base = builtin_table()
+    if path is None:
+        return base
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"acceptance table {str(p)!r} does not exist")
+    try:
+        user = pd.read_csv(p)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"acceptance table {p}: not a readable CSV ({exc})") from None
+    return pd.concat([_validate(user, str(p)), base], ignore_index=True)
+
+
+@dataclass
+class Acceptance:
+    """Acceptance per point and a short note of where each value came from."""
+
+    value: np.ndarray
+    source: np.ndarray  # object array of str
+
+
+def lookup(
+    table: pd.DataFrame,
+    model: str,
+    draft: str,
+    method: str,
+    budget: int,
+    seq_len: np.ndarray,
+) -> Acceptance:
+    """Acceptance for ``model`` drafted by ``draft`` with ``method``/``budget`` at each ``seq_len``."""
+    S = np.asarray(seq_len, dtype=float)
+    rows = table[(table["model"] == model) & (table["draft"] == draft) & (table["method"] == method)]
+    if rows.empty:
+        note = (
+            f"default {DEFAULT_ACCEPTANCE} (no published measurement for {model} drafted by "
+            f"{draft} with {method})"
+        )
+        return Acceptance(np.full(S.shape, DEFAULT_ACCEPTANCE), np.full(S.shape, note, dtype=object))
+    budgets = rows["budget"].unique()
+    b_ask = max(float(budget), 1.0)
+    used = budgets[np.argmin(np.abs(np.log2(np.maximum(budgets, 1.0)) - np.log2(b_ask)))]
+    rows = rows[rows["budget"] == used]
+    # the first row per seq_len wins (user rows come first)
+    rows = rows.drop_duplicates("seq_len").sort_values("seq_len")
+    xs = rows["seq_len"].to_numpy(float)
+    ys = rows["acceptance"].to_numpy(float)
+    value = np.interp(np.log(S), np.log(xs), ys)
+    src = rows["source"].iloc[0]
+    base = f"{src}; {rows['dataset'].iloc[0]}"
+    if used != budget:
+        base += f"; measured at budget {int(used)}, used for {int(budget)}"
+    notes = np.full(S.shape, f"interpolated: {base}", dtype=object)
+    exact = np.isin(S, xs)
+    notes[exact] = f"measured: {base}"
+    lo, hi = xs[0], xs[-1]
+    notes[S < lo] = f"clamped to {ys[0]:.3g} at seq_len {int(lo)} (below measured range): {base}"
+    notes[S > hi] = f"clamped to {ys[-1]:.3g} at seq_len {int(hi)} (above measured range): {base}"
+    return Acceptance(value, notes)
+
+
+def check_acceptance(value: float) -> float:
+    """Validate a user acceptance rate: a number in [0, 1)."""
+    if not 0.0 <= value < 1.0:
+        raise InputError(f"--acceptance {value} is outside [0, 1); allowed: 0 <= a < 1")
+    return float(value)

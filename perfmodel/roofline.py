@@ -1,0 +1,70 @@
+"""Time of one op from its FLOPs, bytes and the hardware profile (a roofline per kernel).
+
+For a compute/memory op of class c (gemm, attention, elementwise), per occurrence:
+
+    t_compute = FLOPs / (peak_flops * c_flops)
+    t_memory  = bytes / (mem_bw * c_bw)
+    t         = max(t_compute, t_memory) + kernel_fixed_s
+
+Within one kernel, loads and math overlap (the max); kernels of a step run one after another (the
+step sums them, in :mod:`step`).  All-reduce ops use :func:`parallel.allreduce_time`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .hardware import HardwareProfile
+from .ops import OpCost
+from .parallel import allreduce_time
+
+
+@dataclass
+class OpTime:
+    """Time of one op per step (seconds, all occurrences) and its parts."""
+
+    name: str
+    op_class: str
+    time: np.ndarray  # seconds per step, count included
+    compute_time: np.ndarray  # FLOP term, seconds per step
+    memory_time: np.ndarray  # byte term, seconds per step
+    kv_time: np.ndarray  # seconds per step spent reading the KV cache
+    memory_bound: np.ndarray  # bool: byte term >= FLOP term
+
+    @property
+    def regime(self) -> np.ndarray:
+        """'memory', 'compute' or 'comm' per point."""
+        if self.op_class == "allreduce":
+            return np.full(np.shape(self.time), "comm", dtype=object)
+        return np.where(self.memory_bound, "memory", "compute").astype(object)
+
+
+def op_time(op: OpCost, hw: HardwareProfile, gpus: int, dtype_bytes: int = 2) -> OpTime:
+    """Roofline time of ``op`` on one GPU of ``hw`` within a ``gpus``-way TP group (seconds)."""
+    eff = hw.efficiency
+    if op.op_class == "allreduce":
+        t = allreduce_time(op.comm_bytes, gpus, hw) * op.count
+        t = np.where(np.asarray(op.comm_bytes) > 0, t, 0.0)
+        zero = np.zeros_like(t)
+        return OpTime(op.name, op.op_class, t, zero, zero, zero, np.zeros(t.shape, bool))
+    if op.op_class == "elementwise":
+        peak = hw.datasheet["peak_flops_fp32"]
+    else:
+        peak = hw.peak_flops(dtype_bytes)
+    bw = hw.mem_bw * eff[f"{op.op_class}_bw"]
+    t_c = np.asarray(op.flops, float) / (peak * eff[f"{op.op_class}_flops"])
+    t_m = np.asarray(op.bytes, float) / bw
+    t_c, t_m = np.broadcast_arrays(t_c, t_m)
+    t = (np.maximum(t_c, t_m) + eff["kernel_fixed_s"]) * op.count
+    kv = np.asarray(op.kv_read_bytes, float) / bw * op.count
+    return OpTime(
+        op.name,
+        op.op_class,
+        t,
+        t_c * op.count,
+        t_m * op.count,
+        np.broadcast_to(kv, t.shape),
+        t_m >= t_c,
+    )

@@ -1,0 +1,30 @@
+"""The `magicdec-model` command: a thin typer app over the library (no model logic here)."""
+
+from __future__ import annotations
+
+import typer
+
+from .predict import PREDICT_EPILOG, predict_cmd, sweep_cmd
+from .registry import hardware_app, models_app
+
+app = typer.Typer(
+    name="magicdec-model",
+    help="Performance model and validator for speculative decoding with sparse-KV drafts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("predict", epilog=PREDICT_EPILOG)(predict_cmd)
+app.command("sweep")(sweep_cmd)
+app.add_typer(models_app, name="models")
+app.add_typer(hardware_app, name="hardware")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -17,6 +17,7 @@ An optional ``[meta]`` table records how a fitted profile was made (device, date
 from __future__ import annotations
 
 import math
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -189,10 +190,13 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(float(v)) if isinstance(v, float) else str(v)
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+        items = (f"{_toml_value(str(k))} = {_toml_value(x)}" for k, x in v.items())
+        return "{ " + ", ".join(items) + " }"
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # TOML basic string: escape backslash, quote and control characters (a newline would end it)
+    text = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", text) + '"'
 
 
 def profile_to_toml(profile: HardwareProfile) -> str:
@@ -207,5 +211,5 @@ def profile_to_toml(profile: HardwareProfile) -> str:
         if not values:
             continue
         lines.append(f"\n[{table}]")
-        lines.extend(f'"{k}" = {_toml_value(v)}' for k, v in values.items())
+        lines.extend(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in values.items())
     return "\n".join(lines) + "\n"

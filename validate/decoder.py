@@ -224,7 +224,9 @@ class Decoder:
         self.embed = mv(weights.embedding)
         self.final_norm_w = mv(weights.final_norm)
         self.head = self.embed if weights.lm_head is None else mv(weights.lm_head)
-        self.inv_freq = rope_inv_freq(arch).to(device=self.device, dtype=torch.float32)
+        # rotary angles in fp32 (fp64 for fp64 models, which tests use for exact comparisons)
+        self._rope_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
+        self.inv_freq = rope_inv_freq(arch).to(device=self.device, dtype=self._rope_dtype)
         self.captured_queries: list[torch.Tensor] = []
 
     @classmethod
@@ -312,10 +314,10 @@ class Decoder:
         return q, k, v
 
     def rotary_tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin ``[B, T, 1, D]`` (fp32) for integer positions ``[B, T]``."""
+        """cos and sin ``[B, T, 1, D]`` (fp32, fp64 for fp64 models) for positions ``[B, T]``."""
         import torch
 
-        ang = positions.to(torch.float32)[..., None] * self.inv_freq
+        ang = positions.to(self._rope_dtype)[..., None] * self.inv_freq
         ang = torch.cat((ang, ang), dim=-1)[:, :, None, :]
         return ang.cos(), ang.sin()
 

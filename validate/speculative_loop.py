@@ -105,6 +105,8 @@ class StepRecord:
         kv_len: tokens in the attended cache after the step (max over requests).
         seconds: wall time of the step (s), from the loop's clock.
         accepted: accepted draft tokens per request (verify steps only).
+        active: per request, whether it still generates (verify steps only); finished requests
+            keep computing so the batch shape stays fixed, but their results are discarded.
     """
 
     kind: str
@@ -113,6 +115,7 @@ class StepRecord:
     kv_len: int
     seconds: float
     accepted: list[int] | None = None
+    active: list[bool] | None = None
 
 
 @dataclass
@@ -128,13 +131,14 @@ class GenerationResult:
     acceptance_mode: str = "none"
     gamma: int = 0
     rounds: int = 0
+    request_rounds: int = 0
     accepted_tokens: int = 0
     rejected_rounds: int = 0
 
     @property
     def proposed_tokens(self) -> int:
-        """Draft tokens proposed over all rounds and requests."""
-        return self.rounds * self.gamma * int(self.tokens.shape[0])
+        """Draft tokens proposed to active requests over all rounds."""
+        return self.request_rounds * self.gamma
 
     @property
     def acceptance_rate(self) -> float:
@@ -149,8 +153,8 @@ class GenerationResult:
 
     @property
     def mean_accepted(self) -> float:
-        """Mean accepted draft tokens per request per round (emitted per target step = this + 1)."""
-        n = self.rounds * int(self.tokens.shape[0])
+        """Mean accepted draft tokens per active request per round (emitted = this + 1)."""
+        n = self.request_rounds
         return self.accepted_tokens / n if n else float("nan")
 
     def seconds(self, kind: str | None = None) -> float:
@@ -190,9 +194,9 @@ class _Recorder:
     def start(self) -> None:
         self.t0 = self.clock()
 
-    def stop(self, kind: str, q_len: int, cache: PagedKVCache, accepted: list[int] | None = None):
+    def stop(self, kind: str, q_len: int, cache: PagedKVCache, accepted=None, active=None):
         rec = StepRecord(kind, q_len, cache.batch, int(cache.lens.max()), self.clock() - self.t0,
-                         accepted)
+                         accepted, active)
         self.steps.append(rec)
         if self.on_step is not None:
             self.on_step(rec)
@@ -330,6 +334,7 @@ def speculative_generate(
     prompt = prompt.to(dev)
     B, S = prompt.shape
     capture = spec.window if spec.method == "snapkv" else 0
+    # finished requests may hold up to gamma tokens past max_new_tokens, plus a round in flight
     tcache = target.new_cache(B, S + max_new_tokens + 2 * gamma + 2, page_size=page_size)
     rec.start()
     first = target.sampling(target.prefill(prompt, tcache, be, capture_queries=capture))
@@ -358,6 +363,8 @@ def speculative_generate(
         gamma=gamma,
     )
     while min(len(s) for s in seqs) - S < max_new_tokens:
+        active = [len(s) - S < max_new_tokens for s in seqs]
+        act = torch.tensor(active, device=dev)
         # ---- draft: catch up on unseen tokens, then propose gamma tokens
         pend = [len(seqs[b]) - dpos[b] for b in range(B)]
         P = max(pend)
@@ -384,20 +391,23 @@ def speculative_generate(
             acc = _bernoulli_accepts(gen, acceptance.rate, B, gamma).to(dev)
         else:
             acc = (dtok == g[:, :gamma]).to(torch.long).cumprod(dim=1).sum(dim=1)
-        rec.stop("verify", gamma + 1, tcache, acc.tolist())
-        # ---- accept and roll back
-        tcache.rollback(gamma - acc)
+        rec.stop("verify", gamma + 1, tcache, acc.tolist(), active)
+        # ---- accept and roll back; finished requests undo the whole round
+        tcache.rollback(torch.where(act, gamma - acc, gamma + 1))
         kept_draft = torch.clamp(acc, max=gamma - 1)
-        dcache.rollback((gamma - 1) - kept_draft)
+        dcache.rollback(torch.where(act, (gamma - 1) - kept_draft, P + gamma - 1))
         acc_l = acc.tolist()
         for b in range(B):
+            if not active[b]:
+                continue
             a = acc_l[b]
             dpos[b] += P + min(a, gamma - 1)
             seqs[b].extend(dtok[b, :a].tolist() + [int(g[b, a])])
-        last = g.gather(1, acc[:, None])[:, 0]
+        last = torch.where(act, g.gather(1, acc[:, None])[:, 0], last)
         result.rounds += 1
-        result.accepted_tokens += int(acc.sum())
-        result.rejected_rounds += int((acc < gamma).sum())
+        result.request_rounds += sum(active)
+        result.accepted_tokens += int(acc[act].sum())
+        result.rejected_rounds += int((acc[act] < gamma).sum())
     result.tokens = torch.tensor([s[S : S + max_new_tokens] for s in seqs], device=dev)
     result.steps = rec.steps
     return result

@@ -6,6 +6,7 @@ import typer
 
 from .predict import PREDICT_EPILOG, predict_cmd, sweep_cmd
 from .registry import hardware_app, models_app
+from .validate import VALIDATE_EPILOG, validate_cmd
 
 app = typer.Typer(
     name="magicdec-model",
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.command("predict", epilog=PREDICT_EPILOG)(predict_cmd)
 app.command("sweep")(sweep_cmd)
+app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
 app.add_typer(models_app, name="models")
 app.add_typer(hardware_app, name="hardware")
 

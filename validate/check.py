@@ -1,0 +1,208 @@
+"""Held-out check: SD-loop step times and speedup, measured vs predicted with the fitted profile.
+
+The fit sees only microbenchmarks; here the whole decoder runs (:mod:`.speculative_loop`):
+
+* ``target_decode`` — the AR baseline's decode steps at (batch, seq_len): median step seconds;
+* ``draft`` — single-token draft steps over the budget KV; ``verify`` — gamma+1-token verify
+  steps over the full KV (medians, from the same SD run at (batch, seq_len, budget, gamma));
+* ``sd_token_latency`` — seconds of draft + verify steps per round divided by the tokens each
+  request gained per round (measured ``Omega`` = mean accepted + 1), i.e. seconds per token;
+* ``omega`` — that measured tokens-per-round.
+
+Measured speedup = target_decode / sd_token_latency.  The model's speedup is computed with its
+own step times and the *measured* Omega, so that sampling noise of the synthetic acceptance
+does not count as model error; the model's speedup at the nominal acceptance is reported too.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..perfmodel.architecture import ModelArch
+from ..perfmodel.hardware import HardwareProfile
+from ..perfmodel.sweep import Query, predict
+
+STEP_QUANTITIES = ("target_decode", "draft", "verify")
+
+
+@dataclass(frozen=True)
+class ARPoint:
+    """Autoregressive baseline at (batch, seq_len)."""
+
+    batch: int
+    seq_len: int
+    gpus: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"check|ar|B={self.batch}|S={self.seq_len}|G={self.gpus}"
+
+    def label(self) -> str:
+        return f"AR decode B={self.batch} S={self.seq_len}"
+
+
+@dataclass(frozen=True)
+class SDPoint:
+    """Speculative decoding at (batch, seq_len, budget, gamma, acceptance)."""
+
+    batch: int
+    seq_len: int
+    kv_budget: int
+    gamma: int
+    acceptance: float
+    gpus: int = 1
+
+    @property
+    def key(self) -> str:
+        return (f"check|sd|B={self.batch}|S={self.seq_len}|K={self.kv_budget}|g={self.gamma}"
+                f"|a={self.acceptance:g}|G={self.gpus}")
+
+    def label(self) -> str:
+        return f"SD B={self.batch} S={self.seq_len} K={self.kv_budget} gamma={self.gamma}"
+
+
+def plan_checks(batches, seq_lens, budgets, gammas, acceptance: float, gpus: int):
+    """AR points per (batch, seq_len), then SD points over the full grid."""
+    ar = [ARPoint(b, s, gpus) for b in batches for s in seq_lens]
+    sd = [SDPoint(b, s, k, g, acceptance, gpus) for b in batches for s in seq_lens for k in budgets
+          for g in gammas]
+    return ar + sd
+
+
+def measure_ar(decoder: Any, point: ARPoint, backend: Any, new_tokens: int, seed: int) -> dict:
+    """Median AR decode step (s) after a prompt of ``seq_len`` random tokens."""
+    import torch
+
+    from .speculative_loop import autoregressive_generate
+
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, decoder.arch.vocab_size, (point.batch, point.seq_len), generator=g)
+    res = autoregressive_generate(decoder, prompt, new_tokens + 1, backend=backend)
+    steps = [s.seconds for s in res.steps if s.kind == "decode"]
+    return {"target_decode": _summary(steps)}
+
+
+def measure_sd(
+    decoder: Any, point: SDPoint, backend: Any, new_tokens: int, kv_method: str, seed: int
+) -> dict:
+    """Median draft and verify steps (s), seconds per token, measured Omega of one SD run."""
+    import torch
+
+    from .speculative_loop import DraftKV, SyntheticAcceptance, speculative_generate
+
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, decoder.arch.vocab_size, (point.batch, point.seq_len), generator=g)
+    res = speculative_generate(
+        decoder,
+        prompt,
+        new_tokens,
+        gamma=point.gamma,
+        draft_kv=DraftKV(method=kv_method, budget=point.kv_budget),
+        acceptance=SyntheticAcceptance(point.acceptance, seed=seed),
+        backend=backend,
+    )
+    draft = [s.seconds for s in res.steps if s.kind == "draft" and s.q_len == 1]
+    verify = [s.seconds for s in res.steps if s.kind == "verify"]
+    round_s = (res.seconds("draft") + res.seconds("verify")) / max(res.rounds, 1)
+    omega = res.mean_accepted + 1.0
+    return {
+        "draft": _summary(draft),
+        "verify": _summary(verify),
+        "sd_token_latency": (round_s / omega, round_s / omega, round_s / omega, res.rounds),
+        "omega": (omega, omega, omega, res.request_rounds),
+    }
+
+
+def _summary(samples: list[float]) -> tuple[float, float, float, int]:
+    if not samples:
+        return (float("nan"),) * 3 + (0,)  # type: ignore[return-value]
+    s = sorted(samples)
+    if len(s) >= 4:
+        q = statistics.quantiles(s, n=4, method="inclusive")
+        return statistics.median(s), q[0], q[2], len(s)
+    return statistics.median(s), s[0], s[-1], len(s)
+
+
+def compare(
+    measurements: pd.DataFrame,
+    arch: ModelArch,
+    profile: HardwareProfile,
+    kv_method: str,
+) -> pd.DataFrame:
+    """Predicted vs measured for every check point with ``status == ok`` (one row per quantity).
+
+    ``arch`` must be the record the decoder ran (layers and dtype as measured).
+    """
+    ok = measurements[(measurements["stage"] == "check") & (measurements["status"] == "ok")]
+    rows: list[dict] = []
+    if ok.empty:
+        return pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
+    num = ok.copy()
+    for c in ("batch", "seq_len", "kv_budget", "gamma", "gpus"):
+        num[c] = pd.to_numeric(num[c], errors="coerce").fillna(0).astype(int)
+    num["acceptance"] = pd.to_numeric(num["acceptance"], errors="coerce")
+    num["value"] = pd.to_numeric(num["value"], errors="coerce")
+    ar = num[num["op"] == "target_decode"].set_index(["batch", "seq_len", "gpus"])["value"]
+    for (B, S, G), t_meas in ar.items():
+        pred = _predict(arch, profile, kv_method, B, S, 64, 1, 0.5, G)
+        rows.append(_row("target_decode", B, S, 0, 0, float("nan"), G, pred["t_target_s"], t_meas))
+    sd = num[num["op"].isin(["draft", "verify", "sd_token_latency", "omega"])]
+    for (B, S, K, g, a, G), grp in sd.groupby(["batch", "seq_len", "kv_budget", "gamma", "acceptance",
+                                                "gpus"]):
+        vals = dict(zip(grp["op"], grp["value"], strict=True))
+        pred = _predict(arch, profile, kv_method, B, S, K, g, a, G)
+        rows.append(_row("draft", B, S, K, g, a, G, pred["t_draft_s"], vals.get("draft")))
+        rows.append(_row("verify", B, S, K, g, a, G, pred["t_verify_s"], vals.get("verify")))
+        if (B, S, G) in ar.index and "sd_token_latency" in vals:
+            omega = vals["omega"]
+            latency = (g * pred["t_draft_s"] + pred["t_verify_s"]) / omega
+            row = _row("speedup", B, S, K, g, a, G, pred["t_target_s"] / latency,
+                       ar[(B, S, G)] / vals["sd_token_latency"])
+            row["predicted_at_nominal_acceptance"] = pred["speedup"]
+            row["omega_measured"] = omega
+            rows.append(row)
+    return pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
+
+
+_COMPARE_COLUMNS = [
+    "stage", "quantity", "batch", "seq_len", "kv_budget", "gamma", "acceptance", "gpus",
+    "predicted", "measured", "error_percent", "unit", "omega_measured",
+    "predicted_at_nominal_acceptance",
+]
+
+
+def _row(q, B, S, K, g, a, G, pred, meas) -> dict:
+    meas = float("nan") if meas is None else float(meas)
+    return {
+        "stage": "check",
+        "quantity": q,
+        "batch": B, "seq_len": S, "kv_budget": K, "gamma": g, "acceptance": a, "gpus": G,
+        "predicted": float(pred),
+        "measured": meas,
+        "error_percent": (float(pred) / meas - 1.0) * 100 if meas > 0 else float("nan"),
+        "unit": "x" if q == "speedup" else "s",
+        "omega_measured": float("nan"),
+        "predicted_at_nominal_acceptance": float("nan"),
+    }
+
+
+def _predict(arch, profile, kv_method, B, S, K, g, a, G) -> dict:
+    q = Query(model=arch, batch=[B], seq_len=[S], draft="self", kv_method=kv_method, kv_budget=[K],
+              hardware=profile, gpus=[G], gamma=[g], acceptance=float(a))
+    return predict(q).iloc[0].to_dict()
+
+
+def mape(comparison: pd.DataFrame, quantities) -> float:
+    """Mean absolute percentage error (%) over rows of ``quantities`` with a measurement."""
+    m = comparison[comparison["quantity"].isin(list(quantities))]["error_percent"].dropna()
+    return float(np.mean(np.abs(m))) if len(m) else float("nan")
+
+
+def run_arch(arch: ModelArch, layers: int, dtype_bytes: int) -> ModelArch:
+    """The record of what the validator runs: ``layers`` layers at ``dtype_bytes`` per element."""
+    return replace(arch, num_layers=layers, dtype_bytes=dtype_bytes)

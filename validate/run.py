@@ -1,0 +1,529 @@
+"""One validate run: measure peaks and microbenchmarks, fit, check on the SD loop, write DIR.
+
+Order (each point appended to ``DIR/measurements.csv`` as soon as it is measured):
+
+1. ``peak`` rows: matmul FLOP/s and copy bandwidth of the device (the datasheet of a CPU);
+2. ``micro`` rows: GEMM, attention, elementwise and all-reduce points (:mod:`.microbench`);
+3. the fit (:mod:`.fit`) -> ``DIR/profile.toml``;
+4. ``check`` rows: AR and SD-loop steps (:mod:`.check`), never seen by the fit;
+5. ``DIR/comparison.csv`` and ``DIR/report.html``.
+
+Under torchrun (``WORLD_SIZE`` > 1) every rank runs the same points in the same order on its
+shard; rank 0 alone writes files.  Only this module and the ones it calls import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import socket
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..perfmodel.architecture import ModelArch, get_model
+from ..perfmodel.errors import InputError
+from ..perfmodel.hardware import HardwareProfile, load_profile, profile_from_dict, profile_to_toml
+from ..perfmodel.parallel import shard
+from ..perfmodel.speculative import check_gamma
+from .results import MeasurementLog, utc_now
+
+KV_METHODS = ("streamingllm", "snapkv")
+DEVICES = ("cpu", "cuda")
+
+#: starting efficiencies for a device without a shipped profile (a CPU): neutral priors
+GENERIC_START = {
+    "gemm_bw": 0.5, "gemm_flops": 0.5,
+    "attention_bw": 0.5, "attention_flops": 0.5,
+    "elementwise_bw": 0.5, "elementwise_flops": 0.5,
+    "kernel_fixed_s": 10e-6,
+    "allreduce_latency_s": 50e-6, "allreduce_hop_latency_s": 5e-6, "allreduce_busbw": 1e9,
+}
+
+
+@dataclass
+class ValidateConfig:
+    """Everything one run needs (the CLI's flags)."""
+
+    device: str
+    model: str
+    layers: int
+    batch: list[int]
+    seq_len: list[int]
+    kv_budget: list[int]
+    kv_method: str
+    gamma: list[int]
+    acceptance: float
+    out: Path
+    resume: bool = False
+    new_tokens: int = 16
+    backend: str = "auto"
+    cuda_graph: bool = False
+    start_profile: str | None = None
+    seed: int = 0
+    gpus: int = 1
+
+
+@dataclass
+class RunSummary:
+    """What a finished run reports."""
+
+    mape_step: float
+    mape_speedup: float
+    points_measured: int
+    points_skipped: int
+    failed: int
+    profile_path: Path
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def last_line(self) -> str:
+        return f"MAPE step-time: {_pct(self.mape_step)}  MAPE speedup: {_pct(self.mape_speedup)}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.1f}%"
+
+
+class Progress:
+    """Progress callbacks (the CLI passes a rich progress bar; the default does nothing)."""
+
+    def start(self, total: int) -> None: ...
+
+    def point(self, label: str) -> None: ...
+
+    def advance(self) -> None: ...
+
+
+# ----------------------------------------------------------------------------- checks
+def check_config(cfg: ValidateConfig) -> ModelArch:
+    """Validate flags without importing torch; return the full model record."""
+    if cfg.device not in DEVICES:
+        raise InputError(f"--device {cfg.device!r} is not one of: {', '.join(DEVICES)}")
+    arch = get_model(cfg.model)
+    if not 1 <= cfg.layers <= arch.num_layers:
+        raise InputError(f"--layers {cfg.layers} is outside 1..{arch.num_layers} for {arch.name}")
+    if cfg.kv_method not in KV_METHODS:
+        raise InputError(
+            f"--kv-method {cfg.kv_method!r} is not one of: {', '.join(KV_METHODS)} "
+            f"(the validated draft is self-speculation over a budget KV)"
+        )
+    for g in cfg.gamma:
+        check_gamma(g)
+    if not 0.0 <= cfg.acceptance < 1.0:
+        raise InputError(f"--acceptance {cfg.acceptance} is outside [0, 1); allowed: 0 <= a < 1")
+    for k in cfg.kv_budget:
+        if k >= min(cfg.seq_len):
+            raise InputError(
+                f"--kv-budget {k} is not smaller than --seq-len {min(cfg.seq_len)}; allowed: "
+                f"budgets below every sequence length"
+            )
+    if cfg.new_tokens < 2:
+        raise InputError(f"--new-tokens {cfg.new_tokens} must be at least 2")
+    if cfg.gpus < 1:
+        raise InputError(f"--gpus {cfg.gpus} must be a positive integer")
+    shard(arch, cfg.gpus)  # raises InputError when the model cannot be split
+    if cfg.start_profile:
+        load_profile(cfg.start_profile)
+    return arch
+
+
+def check_device(device: str) -> None:
+    """``--device cuda`` needs a CUDA GPU visible to torch."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise InputError(
+            f"--device cuda: no CUDA GPU is visible to torch {torch.__version__} ({build}); "
+            f"use --device cpu"
+        )
+
+
+def prepare_out(out: Path, resume: bool) -> MeasurementLog:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "measurements.csv"
+    if path.exists() and path.stat().st_size > 0 and not resume:
+        raise InputError(
+            f"--out {out} already holds measurements.csv; allowed: --resume to continue it, or "
+            f"another --out"
+        )
+    return MeasurementLog(path)
+
+
+# ----------------------------------------------------------------------------- helpers
+def device_name(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {model}, {torch.get_num_threads()} threads ({socket.gethostname()})"
+
+
+def select_attention(device: Any, name: str) -> tuple[Any, list[str]]:
+    """The attention backend, falling back to torch SDPA with a warning when FlashInfer is missing."""
+    from .attention import flashinfer_usable, select_backend
+
+    notes: list[str] = []
+    if device.type == "cuda" and name in ("auto", "flashinfer"):
+        if flashinfer_usable(device):
+            try:
+                return select_backend("flashinfer", device), notes
+            except ImportError as exc:
+                notes.append(f"FlashInfer backend could not be loaded ({exc}); using torch SDPA")
+        else:
+            notes.append(
+                "FlashInfer is not installed or not usable on this GPU: attention falls back to "
+                "torch SDPA (install the 'gpu' extra: pip install 'magicdec-model[gpu]')"
+            )
+        return select_backend("torch", device), notes
+    if name == "flashinfer":
+        raise InputError("--backend flashinfer needs --device cuda; allowed on CPU: torch, auto")
+    return select_backend("torch", device), notes
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text or type(exc).__name__ in (
+        "OutOfMemoryError",
+    )
+
+
+def _free_memory(device: Any) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def start_profile(cfg: ValidateConfig, peaks: dict[str, float], device: Any, name: str,
+                  date: str) -> HardwareProfile:
+    """The profile the fit starts from: a shipped one (``--start-profile``) or measured peaks."""
+    import torch
+
+    if cfg.start_profile:
+        return load_profile(cfg.start_profile)
+    if device.type == "cuda":
+        capacity = float(torch.cuda.get_device_properties(device).total_memory)
+    else:
+        capacity = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    how = f"measured by magicdec-model validate on this machine ({name}) on {date}"
+    datasheet = {
+        "peak_flops_bf16": peaks["peak_flops"],
+        "peak_flops_fp16": peaks["peak_flops"],
+        "peak_flops_fp32": peaks["peak_flops_fp32"],
+        "mem_bw": peaks["mem_bw"],
+        "mem_capacity": capacity,
+    }
+    dt = "fp32" if device.type == "cpu" else "bf16"
+    sources = {
+        "peak_flops_bf16": f"{how}: {dt} matmul (the run's dtype; this device is timed in {dt})",
+        "peak_flops_fp16": f"{how}: same as peak_flops_bf16",
+        "peak_flops_fp32": f"{how}: fp32 matmul",
+        "mem_bw": f"{how}: large tensor copy, read + write bytes per second",
+        "mem_capacity": f"{how}: {'physical RAM' if device.type == 'cpu' else 'torch total_memory'}",
+    }
+    sources.update({k: "generic starting value of validate (prior, not a measurement)" for k in GENERIC_START})
+    doc = {"name": "start", "description": "start", "datasheet": datasheet,
+           "efficiency": dict(GENERIC_START), "sources": sources}
+    return profile_from_dict(doc, "<measured>")
+
+
+# ----------------------------------------------------------------------------- the run
+def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
+                 warn: Callable[[str], None] | None = None) -> RunSummary:
+    """Run everything; return the summary (files written to ``cfg.out`` on rank 0)."""
+    import torch
+
+    progress = progress or Progress()
+    warn = warn or (lambda msg: warnings.warn(msg, stacklevel=2))
+    arch = check_config(cfg)
+    check_device(cfg.device)
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world != cfg.gpus and world > 1:
+        cfg = dataclasses.replace(cfg, gpus=world)
+    if cfg.gpus > 1 and world == 1:
+        raise InputError(f"--gpus {cfg.gpus} needs torchrun (the CLI launches it; see docs/validation.md)")
+    dist_on = world > 1
+    if cfg.device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if dist_on:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            if device.type == "cuda":
+                dist.init_process_group("nccl", device_id=device)
+            else:
+                dist.init_process_group("gloo")
+    writer = rank == 0
+    log = prepare_out(cfg.out, cfg.resume) if writer else None
+    done = set(log.keys) if log is not None else set()
+    if dist_on:
+        import torch.distributed as dist
+
+        box = [sorted(done)]
+        dist.broadcast_object_list(box, src=0)
+        done = set(box[0])
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype_bytes = torch.finfo(dtype).bits // 8
+    run_model = dataclasses.replace(arch, num_layers=cfg.layers, dtype_bytes=dtype_bytes)
+    dname = device_name(device)
+    date = utc_now()[:10]
+    backend, notes = select_attention(device, cfg.backend)
+    for n in notes:
+        warn(n)
+    labels = {"backend": backend.name, "device": dname}
+
+    from .check import ARPoint, SDPoint, measure_ar, measure_sd, plan_checks
+    from .decoder import Decoder
+    from .microbench import MicroBench, plan_points, point_cost, shard_arch
+    from .timing import Timer, TimerConfig, measure_peaks
+
+    torch.manual_seed(cfg.seed)
+    local_arch = shard_arch(run_model, cfg.gpus)
+    decoder = Decoder.synthetic(local_arch, layers=cfg.layers, seed=cfg.seed, device=device, dtype=dtype)
+    if dist_on:
+        decoder.tp = _TPGroup(world, rank)  # all-reduce ops sum the shards' partial outputs
+    sh = shard(run_model, cfg.gpus)
+    timer = Timer(device, TimerConfig(graph=cfg.cuda_graph))
+    bench = MicroBench(decoder, backend, timer, dist_group=True if dist_on else None)
+
+    micro = plan_points(run_model, cfg.gpus, cfg.batch, cfg.seq_len, cfg.kv_budget, cfg.gamma)
+    checks = plan_checks(cfg.batch, cfg.seq_len, cfg.kv_budget, cfg.gamma, cfg.acceptance, cfg.gpus)
+    peak_key = f"peak|{dname}|{dtype}"
+    todo_total = (peak_key not in done) + sum(p.key not in done for p in micro) + sum(
+        c.key not in done for c in checks)
+    skipped = 1 + len(micro) + len(checks) - todo_total
+    progress.start(todo_total)
+    measured = failed = 0
+
+    def record(rows: list[dict]) -> None:
+        if log is not None:
+            for r in rows:
+                r.update({k: v for k, v in labels.items() if k not in r})
+                r.setdefault("time_utc", utc_now())
+            log.append(rows)
+
+    # 1. peaks
+    if peak_key not in done:
+        progress.point("device peaks (matmul, copy)")
+        peaks = measure_peaks(device, dtype)
+        record([{"key": peak_key, "stage": "peak", "op": k, "value": v, "status": "ok",
+                 "unit": "FLOP/s" if "flops" in k else "B/s"} for k, v in peaks.items()])
+        measured += 1
+        progress.advance()
+
+    # 2. microbenchmarks
+    for p in micro:
+        if p.key in done:
+            continue
+        progress.point(p.label())
+        cost = point_cost(run_model, sh, p)
+        row = {"key": p.key, "stage": "micro", "op": p.op, "op_class": cost.op_class,
+               "variant": p.variant, "batch": p.batch, "q": p.q, "kv_len": p.kv_len, "gpus": p.gpus,
+               "flops": _f(cost.flops), "bytes": _f(cost.bytes), "comm_bytes": _f(cost.comm_bytes),
+               "unit": "s"}
+        row.update(_attempt(lambda p=p: bench.measure(p), device))
+        failed += row["status"] != "ok"
+        record([row])
+        measured += 1
+        progress.advance()
+
+    # 3. fit (rank 0), profile broadcast to the others for nothing: only rank 0 compares
+    profile_path = cfg.out / "profile.toml"
+    summary_warnings = list(notes)
+    fit_res = data = None
+    profile = None
+    if writer:
+        assert log is not None
+        peaks = {r["op"]: float(r["value"]) for r in log.rows if r["key"] == peak_key}
+        start = start_profile(cfg, peaks, device, dname, date)
+        fit_res, data, profile = _fit(log, start, run_model, cfg, dname, date, backend.name)
+        profile_path.write_text(profile_to_toml(profile), encoding="utf-8")
+        load_profile.cache_clear()
+        load_profile(str(profile_path))  # what predict --hardware will load
+
+    # 4. held-out check on the SD loop
+    for c in checks:
+        if c.key in done:
+            continue
+        progress.point(c.label())
+        base = {"stage": "check", "batch": c.batch, "seq_len": c.seq_len, "gpus": c.gpus}
+        if isinstance(c, ARPoint):
+            res = _attempt(lambda c=c: measure_ar(decoder, c, backend, cfg.new_tokens, cfg.seed),
+                           device, raw=True)
+        else:
+            assert isinstance(c, SDPoint)
+            base.update({"kv_budget": c.kv_budget, "gamma": c.gamma, "acceptance": c.acceptance})
+            res = _attempt(lambda c=c: measure_sd(decoder, c, backend, cfg.new_tokens, cfg.kv_method,
+                                                  cfg.seed), device, raw=True)
+        rows = []
+        if res["status"] == "ok":
+            for op, (med, p25, p75, reps) in res["value"].items():
+                rows.append({**base, "key": c.key, "op": op, "value": med, "p25": p25, "p75": p75,
+                             "reps": reps, "unit": "tokens" if op == "omega" else "s", "status": "ok"})
+        else:
+            failed += 1
+            rows.append({**base, "key": c.key, "op": "ar" if isinstance(c, ARPoint) else "sd",
+                         "status": res["status"], "detail": res["detail"]})
+        record(rows)
+        measured += 1
+        progress.advance()
+
+    if not writer:
+        return RunSummary(float("nan"), float("nan"), measured, skipped, failed, profile_path)
+
+    # 5. comparison and report
+    from .check import STEP_QUANTITIES, compare, mape
+    from .fit import model_times
+    from .report import build_report
+
+    assert log is not None and profile is not None and data is not None
+    meas = pd.DataFrame(log.rows)
+    comp = compare(meas, run_model, profile, cfg.kv_method)
+    micro_df = _micro_frame(log, profile, data, dtype_bytes, model_times)
+    mic_rows = pd.DataFrame({
+        "stage": "micro", "quantity": micro_df["op"], "batch": micro_df["batch"],
+        "seq_len": micro_df["kv_len"], "kv_budget": 0, "gamma": 0, "acceptance": float("nan"),
+        "gpus": micro_df["gpus"], "predicted": micro_df["predicted"], "measured": micro_df["measured"],
+        "error_percent": (micro_df["predicted"] / micro_df["measured"] - 1) * 100, "unit": "s",
+    })
+    full = pd.concat([comp, mic_rows], ignore_index=True) if len(mic_rows) else comp
+    full.to_csv(cfg.out / "comparison.csv", index=False)
+    m_step = mape(comp, STEP_QUANTITIES)
+    m_speed = mape(comp, ["speedup"])
+    assert fit_res is not None
+    lines = [
+        f"Model {arch.name} with {cfg.layers} layer(s), {str(dtype).replace('torch.', '')}, "
+        f"{cfg.gpus} GPU(s)/process(es); device {dname}; attention backend {backend.name}.",
+        f"Fit: {len(data)} microbenchmark points, fit MAPE {fit_res.mape(data):.1f}% (in-sample); "
+        f"not fitted: {', '.join(fit_res.not_fitted) or 'none'}.",
+        f"Held-out SD loop: MAPE step-time {_pct(m_step)}, MAPE speedup {_pct(m_speed)} "
+        f"(acceptance synthetic Bernoulli a={cfg.acceptance:g}).",
+        *summary_warnings,
+    ]
+    build_report(cfg.out / "report.html", micro_df, comp, profile,
+                 f"magicdec-model validate: {arch.name} on {dname}", lines)
+    if dist_on:
+        import torch.distributed as dist
+
+        dist.barrier()
+    files = [cfg.out / n for n in ("measurements.csv", "profile.toml", "comparison.csv", "report.html")]
+    return RunSummary(m_step, m_speed, measured, skipped, failed, profile_path, files, summary_warnings)
+
+
+def _f(x: Any) -> float:
+    return float(np.asarray(x, dtype=float).reshape(-1)[0])
+
+
+def _attempt(fn: Callable[[], Any], device: Any, raw: bool = False) -> dict:
+    """Run one measurement; out-of-memory and other errors become a status, not a crash."""
+    try:
+        value = fn()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of one point is recorded, the run goes on
+        status = "oom" if _is_oom(exc) else "error"
+        _free_memory(device)
+        return {"status": status, "detail": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                "value": ""}
+    if raw:
+        return {"status": "ok", "value": value, "detail": ""}
+    return {"status": "ok", "value": value.median, "p25": value.p25, "p75": value.p75,
+            "reps": value.reps, "detail": ""}
+
+
+def _micro_rows(log: MeasurementLog) -> list[dict]:
+    return [r for r in log.rows if r["stage"] == "micro" and r["status"] == "ok"]
+
+
+def _fit(log, start, run_model, cfg, dname, date, backend_name):
+    from .fit import FitData, fit_profile, fitted_profile
+
+    rows = _micro_rows(log)
+    data = FitData(
+        op_class=np.asarray([r["op_class"] for r in rows], dtype=object),
+        flops=np.asarray([float(r["flops"]) for r in rows]),
+        bytes=np.asarray([float(r["bytes"]) for r in rows]),
+        comm_bytes=np.asarray([float(r["comm_bytes"] or 0) for r in rows]),
+        gpus=np.asarray([int(r["gpus"]) for r in rows]),
+        measured=np.asarray([float(r["value"]) for r in rows]),
+        dtype_bytes=run_model.dtype_bytes,
+        labels=[r["key"] for r in rows],
+    )
+    if not len(data):
+        raise InputError(f"no microbenchmark point succeeded (see {log.path}); nothing to fit")
+    res = fit_profile(start, data)
+    import torch
+
+    slug = "".join(ch if ch.isalnum() else "-" for ch in dname.lower()).strip("-")[:48]
+    prof = fitted_profile(
+        res, data,
+        name=f"fitted-{slug}",
+        description=f"Fitted by magicdec-model validate on {date} ({dname})",
+        device=dname, date=date,
+        extra_meta={
+            "model": run_model.name, "layers": run_model.num_layers,
+            "dtype_bytes": run_model.dtype_bytes, "gpus": cfg.gpus,
+            "attention_backend": backend_name, "torch": torch.__version__,
+            "start_profile": cfg.start_profile or "measured peaks + generic priors",
+        },
+    )
+    return res, data, prof
+
+
+def _micro_frame(log, profile, data, dtype_bytes, model_times) -> pd.DataFrame:
+    rows = _micro_rows(log)
+    df = pd.DataFrame(rows)
+    for c in ("flops", "bytes", "comm_bytes", "value"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0.0)
+    for c in ("batch", "q", "kv_len", "gpus"):
+        df[c] = pd.to_numeric(df[c]).astype(int)
+    df["measured"] = df["value"]
+    df["predicted"] = model_times(profile, data)
+    df["dtype_bytes"] = dtype_bytes
+    df["label"] = [f"{o} ({v}) B={b} q={q} kv={k}" for o, v, b, q, k in
+                   zip(df["op"], df["variant"], df["batch"], df["q"], df["kv_len"], strict=True)]
+    return df
+
+
+class _TPGroup:
+    """Minimal tensor-parallel handle for the decoder's all-reduce ops (torch.distributed SUM).
+
+    Stands in for ``validate.distributed.TensorParallel`` until that module exists: the decoder
+    is built from the rank's shard-sized record (:func:`microbench.shard_arch`), so only the two
+    all-reduces are needed from the group.
+    """
+
+    def __init__(self, world_size: int, rank: int) -> None:
+        self.world_size, self.rank = world_size, rank
+
+    def all_reduce(self, x: Any) -> Any:
+        import torch.distributed as dist
+
+        dist.all_reduce(x)
+        return x

@@ -32,7 +32,9 @@ ValAcceptance = Annotated[
     float, typer.Option("--acceptance", help="Synthetic Bernoulli acceptance rate in [0, 1).")
 ]
 Out = Annotated[Path, typer.Option("--out", help="Output folder (measurements, profile, report).")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue DIR/measurements.csv, skip measured points.")]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Continue DIR/measurements.csv, skip measured points.")
+]
 NewTokens = Annotated[int, typer.Option("--new-tokens", help="Tokens generated per SD / AR check run.")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Attention: auto, torch or flashinfer.")]
 CudaGraph = Annotated[bool, typer.Option("--cuda-graph", help="Time microbenchmarks by CUDA-graph replay.")]
@@ -41,6 +43,7 @@ StartProfile = Annotated[
     typer.Option("--start-profile", help="Shipped profile (or .toml) whose datasheet the fit uses."),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of weights, prompts and acceptance draws.")]
+Threads = Annotated[int, typer.Option("--threads", help="CPU threads for torch (0: torch's default).")]
 ValGpus = Annotated[int, typer.Option("--gpus", help="Tensor-parallel processes (launches torchrun).")]
 
 
@@ -63,6 +66,7 @@ def validate_cmd(
     start_profile: StartProfile = None,
     seed: Seed = 0,
     gpus: ValGpus = 1,
+    threads: Threads = 0,
 ) -> None:
     """Time the real kernels, fit a hardware profile, compare predicted with measured SD steps."""
     from magicdec_model.validate.run import ValidateConfig, check_config
@@ -73,7 +77,7 @@ def validate_cmd(
         seq_len=int_list(seq_len, "--seq-len"), kv_budget=int_list(kv_budget, "--kv-budget"),
         kv_method=kv_method.lower(), gamma=gammas, acceptance=acceptance, out=out, resume=resume,
         new_tokens=new_tokens, backend=backend.lower(), cuda_graph=cuda_graph,
-        start_profile=start_profile, seed=seed, gpus=gpus,
+        start_profile=start_profile, seed=seed, gpus=gpus, threads=threads,
     )
     check_config(cfg)
     if gpus > 1 and "WORLD_SIZE" not in os.environ:

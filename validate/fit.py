@@ -190,7 +190,7 @@ def fit_profile(start: HardwareProfile, data: FitData) -> FitResult:
     if not ok.all():
         data = FitData(
             data.op_class[ok], data.flops[ok], data.bytes[ok], data.comm_bytes[ok], data.gpus[ok],
-            data.measured[ok], data.dtype_bytes, [lab for lab, o in zip(data.labels, ok) if o],
+            data.measured[ok], data.dtype_bytes, [lab for lab, o in zip(data.labels, ok, strict=False) if o],
         )
     free, fixed = identifiable(data)
     if not len(data) or not free:

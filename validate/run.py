@@ -68,6 +68,7 @@ class ValidateConfig:
     start_profile: str | None = None
     seed: int = 0
     gpus: int = 1
+    threads: int = 0  # CPU threads for torch (0: torch's default)
 
 
 @dataclass
@@ -126,6 +127,8 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
             )
     if cfg.new_tokens < 2:
         raise InputError(f"--new-tokens {cfg.new_tokens} must be at least 2")
+    if cfg.threads < 0:
+        raise InputError(f"--threads {cfg.threads} must be >= 0 (0: torch's default)")
     if cfg.gpus < 1:
         raise InputError(f"--gpus {cfg.gpus} must be a positive integer")
     shard(arch, cfg.gpus)  # raises InputError when the model cannot be split
@@ -165,10 +168,11 @@ def device_name(device: Any) -> str:
         return torch.cuda.get_device_name(device)
     model = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     return f"CPU {model}, {torch.get_num_threads()} threads ({socket.gethostname()})"
@@ -240,7 +244,8 @@ def start_profile(cfg: ValidateConfig, peaks: dict[str, float], device: Any, nam
         "mem_bw": f"{how}: large tensor copy, read + write bytes per second",
         "mem_capacity": f"{how}: {'physical RAM' if device.type == 'cpu' else 'torch total_memory'}",
     }
-    sources.update({k: "generic starting value of validate (prior, not a measurement)" for k in GENERIC_START})
+    prior = "generic starting value of validate (a prior, not a measurement)"
+    sources.update(dict.fromkeys(GENERIC_START, prior))
     doc = {"name": "start", "description": "start", "datasheet": datasheet,
            "efficiency": dict(GENERIC_START), "sources": sources}
     return profile_from_dict(doc, "<measured>")
@@ -288,6 +293,8 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
         dist.broadcast_object_list(box, src=0)
         done = set(box[0])
 
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     dtype_bytes = torch.finfo(dtype).bits // 8
     run_model = dataclasses.replace(arch, num_layers=cfg.layers, dtype_bytes=dtype_bytes)

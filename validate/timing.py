@@ -94,7 +94,8 @@ def _cpu_llc_bytes() -> int:
     best = 0
     for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
         try:
-            text = open(path, encoding="ascii").read().strip()
+            with open(path, encoding="ascii") as fh:
+                text = fh.read().strip()
         except OSError:
             continue
         m = re.fullmatch(r"(\d+)([KMG]?)", text)
@@ -111,17 +112,23 @@ class Timer:
 
         self.device = torch.device(device)
         self.config = config or TimerConfig()
-        self.flusher = CacheFlusher(self.device, cache_bytes(self.device)) if self.config.flush_cache else None
+        self.flusher = (
+            CacheFlusher(self.device, cache_bytes(self.device)) if self.config.flush_cache else None
+        )
 
-    def __call__(self, fn: Callable[[], Any]) -> Timing:
+    def __call__(self, fn: Callable[[], Any], flush: bool = True) -> Timing:
+        """Time ``fn``; ``flush=False`` keeps the cache warm (inputs a real step just produced)."""
+        self._flush_now = flush
         if self.device.type == "cuda":
             if self.config.graph:
                 return self._cuda_graph(fn)
             return self._cuda_events(fn)
         return self._cpu(fn)
 
+    _flush_now = True
+
     def _flush(self) -> None:
-        if self.flusher is not None:
+        if self.flusher is not None and self._flush_now:
             self.flusher.flush()
 
     def _cpu(self, fn: Callable[[], Any]) -> Timing:

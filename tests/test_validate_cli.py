@@ -1,0 +1,85 @@
+"""`magicdec-model validate --device cpu` end to end on a tiny model, and its bad-input errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import tomllib
+
+CLI = [sys.executable, "-m", "magicdec_model.cli.main"]
+TINY = ["--device", "cpu", "--model", "llama-68m", "--layers", "1", "--batch", "1,2",
+        "--seq-len", "128", "--kv-budget", "32", "--gamma", "2", "--new-tokens", "8", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("validate") / "cpu"
+    res = subprocess.run([*CLI, "validate", *TINY, "--out", str(out)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    return out, res
+
+
+def test_validate_writes_all_four_files_and_ends_with_the_mape_line(run):
+    out, res = run
+    for name in ("measurements.csv", "profile.toml", "comparison.csv", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+    last = res.stdout.strip().splitlines()[-1]
+    assert last.startswith("MAPE step-time: ") and "  MAPE speedup: " in last
+    assert "n/a" not in last
+    html = (out / "report.html").read_text()
+    assert "plotly" in html.lower() and "SD loop" in html and "roofline" in html.lower()
+
+
+def test_fitted_profile_is_marked_and_loads_in_predict(run):
+    out, _ = run
+    doc = tomllib.loads((out / "profile.toml").read_text())
+    assert doc["meta"]["fitted"] is True
+    assert doc["meta"]["device"].startswith("CPU")
+    assert "allreduce_busbw" in doc["meta"]["not_fitted"]  # one process: no all-reduce data
+    assert "measured by magicdec-model validate" in doc["sources"]["mem_bw"]
+    assert "fitted by magicdec-model validate" in doc["sources"]["gemm_bw"]
+    res = subprocess.run([*CLI, "predict", "--model", "llama-68m", "--hardware", str(out / "profile.toml"),
+                          "--batch", "2", "--seq-len", "128", "--kv-budget", "32", "--gamma", "2",
+                          "--acceptance", "0.8", "--format", "csv"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "fitted-" in res.stdout
+
+
+def test_comparison_has_measured_and_predicted_for_every_check_quantity(run):
+    out, _ = run
+    comp = pd.read_csv(out / "comparison.csv")
+    check = comp[comp["stage"] == "check"]
+    assert set(check["quantity"]) == {"target_decode", "draft", "verify", "speedup"}
+    assert len(check[check["quantity"] == "speedup"]) == 2  # batch 1 and 2
+    assert (check["measured"] > 0).all() and (check["predicted"] > 0).all()
+    err = (check["predicted"] / check["measured"] - 1) * 100
+    assert err.to_numpy() == pytest.approx(check["error_percent"].to_numpy())
+    assert (comp["stage"] == "micro").sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--device", "cuda"], "--device cpu"),
+        (["--kv-method", "full"], "--kv-method 'full'"),
+        (["--layers", "99"], "--layers 99"),
+        (["--kv-budget", "512"], "--kv-budget 512"),
+        (["--acceptance", "1.5"], "--acceptance 1.5"),
+        (["--gamma", "0"], "--gamma"),
+        (["--model", "no-such-model"], "no-such-model"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, needle):
+    args = {**dict(zip(TINY[::2], TINY[1::2], strict=True))}
+    args.update(dict(zip(flags[::2], flags[1::2], strict=True)))
+    argv = [x for kv in args.items() for x in kv]
+    res = subprocess.run([*CLI, "validate", *argv, "--out", str(tmp_path / "o")], capture_output=True,
+                         text=True)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.stderr
+    assert "Traceback" not in res.stderr

@@ -402,6 +402,7 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
         progress.advance()
 
     if not writer:
+        _finish_distributed()  # waits for rank 0's fit, comparison and report
         return RunSummary(float("nan"), float("nan"), measured, skipped, failed, profile_path)
 
     # 5. comparison and report
@@ -436,11 +437,16 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
     build_report(cfg.out / "report.html", micro_df, comp, profile,
                  f"magicdec-model validate: {arch.name} on {dname}", lines)
     if dist_on:
-        import torch.distributed as dist
-
-        dist.barrier()
+        _finish_distributed()
     files = [cfg.out / n for n in ("measurements.csv", "profile.toml", "comparison.csv", "report.html")]
     return RunSummary(m_step, m_speed, measured, skipped, failed, profile_path, files, summary_warnings)
+
+
+def _finish_distributed() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def _f(x: Any) -> float:

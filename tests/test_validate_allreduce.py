@@ -21,7 +21,7 @@ WORKER = textwrap.dedent(
     from magicdec_model.validate.decoder import Decoder
     from magicdec_model.validate.microbench import MicroBench, MicroPoint, point_cost, shard_arch
     from magicdec_model.validate.microbench import _max_over_ranks
-    from magicdec_model.validate.run import _TPGroup
+    from magicdec_model.validate.distributed import TensorParallel
     from magicdec_model.validate.timing import Timer, TimerConfig, Timing
 
     torch.set_num_threads(1)
@@ -43,7 +43,7 @@ WORKER = textwrap.dedent(
     out["max"] = [m.median, m.p75]
     # the decoder's TP all-reduce sums the shards' partial outputs
     x = torch.full((2, 3), float(rank + 1))
-    out["sum"] = float(_TPGroup(world, rank).all_reduce(x)[0, 0])
+    out["sum"] = float(TensorParallel(rank, world).all_reduce(x)[0, 0])
     dist.barrier()
     dist.destroy_process_group()
     print(json.dumps(out))

@@ -314,7 +314,12 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
     local_arch = shard_arch(run_model, cfg.gpus)
     decoder = Decoder.synthetic(local_arch, layers=cfg.layers, seed=cfg.seed, device=device, dtype=dtype)
     if dist_on:
-        decoder.tp = _TPGroup(world, rank)  # all-reduce ops sum the shards' partial outputs
+        from .distributed import TensorParallel
+
+        # The decoder is built from the rank's shard-sized record (heads, MLP width and vocabulary
+        # split as perfmodel.parallel.shard does, LM head included), so only the group is attached:
+        # its allreduce_attn / allreduce_mlp then sum the shards' partial outputs.
+        decoder.tp = TensorParallel(rank=rank, world_size=world)
     sh = shard(run_model, cfg.gpus)
     timer = Timer(device, TimerConfig(graph=cfg.cuda_graph))
     bench = MicroBench(decoder, backend, timer, dist_group=True if dist_on else None)
@@ -522,21 +527,3 @@ def _micro_frame(log, profile, data, dtype_bytes, model_times) -> pd.DataFrame:
     df["label"] = [f"{o} ({v}) B={b} q={q} kv={k}" for o, v, b, q, k in
                    zip(df["op"], df["variant"], df["batch"], df["q"], df["kv_len"], strict=True)]
     return df
-
-
-class _TPGroup:
-    """Minimal tensor-parallel handle for the decoder's all-reduce ops (torch.distributed SUM).
-
-    Stands in for ``validate.distributed.TensorParallel`` until that module exists: the decoder
-    is built from the rank's shard-sized record (:func:`microbench.shard_arch`), so only the two
-    all-reduces are needed from the group.
-    """
-
-    def __init__(self, world_size: int, rank: int) -> None:
-        self.world_size, self.rank = world_size, rank
-
-    def all_reduce(self, x: Any) -> Any:
-        import torch.distributed as dist
-
-        dist.all_reduce(x)
-        return x

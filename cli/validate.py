@@ -18,7 +18,8 @@ VALIDATE_EPILOG = """\
 \b
 Examples:
   magicdec-model validate --device cpu --model llama-68m --layers 2 --batch 1,2,4 \\
-      --seq-len 256,512,1024 --kv-budget 64,128 --gamma 3 --acceptance 0.8 --out runs/cpu
+      --seq-len 256,1024 --kv-budget 64,128 --gamma 3 --acceptance 0.8 --new-tokens 32 \\
+      --threads 1 --out runs/cpu
   magicdec-model validate --device cuda --model llama-3.1-8b --layers 4 --batch 1,8,32 \\
       --seq-len 4k,16k --kv-budget 512 --gamma 3 --acceptance 0.8 --out runs/h100
   magicdec-model validate --device cuda --gpus 8 --model llama-3.1-70b --layers 2 ... --out runs/tp8

@@ -108,3 +108,29 @@ def test_a_row_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     assert path.read_bytes() == whole
     again.append([{"key": "micro|c", "stage": "micro", "value": 3.0, "status": "ok"}])
     assert [r["key"] for r in MeasurementLog(path).rows] == ["micro|a", "micro|b", "micro|c"]
+
+
+def test_out_of_memory_and_errors_become_a_status_not_a_crash():
+    import torch
+
+    from magicdec_model.validate.run import _attempt
+
+    def oom():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def cpu_oom():
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    def broken():
+        raise ValueError("shape mismatch\nsecond line")
+
+    assert _attempt(oom, torch.device("cpu"))["status"] == "oom"
+    assert _attempt(cpu_oom, torch.device("cpu"))["status"] == "oom"
+    err = _attempt(broken, torch.device("cpu"))
+    assert err["status"] == "error" and err["detail"] == "ValueError: shape mismatch"
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _attempt(interrupted, torch.device("cpu"))

@@ -498,7 +498,9 @@ def _fit(log, start, run_model, cfg, dname, date, backend_name):
     res = fit_profile(start, data)
     import torch
 
-    slug = "".join(ch if ch.isalnum() else "-" for ch in dname.lower()).strip("-")[:48]
+    import re
+
+    slug = re.sub(r"[^a-z0-9]+", "-", dname.lower()).strip("-")[:48]
     prof = fitted_profile(
         res, data,
         name=f"fitted-{slug}",

@@ -496,9 +496,9 @@ def _fit(log, start, run_model, cfg, dname, date, backend_name):
     if not len(data):
         raise InputError(f"no microbenchmark point succeeded (see {log.path}); nothing to fit")
     res = fit_profile(start, data)
-    import torch
-
     import re
+
+    import torch
 
     slug = re.sub(r"[^a-z0-9]+", "-", dname.lower()).strip("-")[:48]
     prof = fitted_profile(

@@ -51,12 +51,11 @@ def candidates(target_name: str, gpus: int, seq_len: int) -> tuple[list[Strategy
     skipped: list[str] = []
     out: list[Strategy] = []
     for method in ("streamingllm", "snapkv"):
-        for b in BUDGETS:
-            if b >= seq_len:
-                skipped.append(f"self + {method} {b}: budget not below seq_len {seq_len}, the draft "
-                               f"would be the target itself")
-                continue
-            out.append(Strategy("self", method, b))
+        out.extend(Strategy("self", method, b) for b in BUDGETS if b < seq_len)
+    too_big = [str(b) for b in BUDGETS if b >= seq_len]
+    if too_big:
+        skipped.append(f"self-speculation with budgets {', '.join(too_big)}: not below seq_len "
+                       f"{seq_len}, the draft would be the target itself")
     family = tokenizer_family(target)
     for name in builtin_model_names():
         d = builtin_model(name)
@@ -90,7 +89,7 @@ def _why(row: pd.Series) -> str:
     worst = max(gain, key=gain.get)
     if worst == "draft":
         text = (f"drafting is too expensive: gamma x T_draft / T_target = {draft_term:.2f}, so the "
-                f"{g} draft steps cost {draft_term:.0%} of a target step")
+                f"{g} draft step{'s' if g != 1 else ''} cost {draft_term:.0%} of a target step")
         if row["draft"] == "self":
             text += (f"; the target step spends only {row['kv_fraction']:.0%} of its time reading "
                      f"KV, the only part a sparse-KV self-draft saves (weights are read in full)")

@@ -63,10 +63,8 @@ _HOVER = (
     ("latency_sd_ms", "SD latency (ms/token)", ".3f"),
     ("kv_pct", "KV read share of target step (%)", ".1f"),
     ("memory_gb", "memory per GPU (GB)", ".2f"),
-    ("regime", "target step", "s"),
-    ("regime_verify", "verify step", "s"),
-    ("regime_draft", "draft step", "s"),
 )
+_BATCH_COL, _SEQ_COL = len(_HOVER), len(_HOVER) + 1  # customdata indices of batch and seq_len
 
 
 @dataclass
@@ -161,22 +159,30 @@ def _pick(n: int, k: int) -> np.ndarray:
 
 
 def _customdata(g: Grid) -> np.ndarray:
-    cols = []
-    for key, _, fmt in _HOVER:
-        a = g.arrays[key]
-        cols.append(a if fmt == "s" else np.asarray(a, float).round(4))
+    """Numbers of every grid point for hover text, (nB, nS, fields), float (serialised compactly)."""
+    cols = [np.asarray(g.arrays[key], float).round(4) for key, _, _ in _HOVER]
     shape = g.arrays["speedup"].shape
-    cols.append(np.broadcast_to(g.batch[:, None], shape))  # index 16
-    cols.append(np.broadcast_to(g.seq_len[None, :], shape))  # index 17
-    return np.stack(cols, axis=-1).astype(object)
+    cols.append(np.broadcast_to(g.batch[:, None], shape).astype(float))
+    cols.append(np.broadcast_to(g.seq_len[None, :], shape).astype(float))
+    return np.stack(cols, axis=-1).astype(np.float32)
 
 
 def _hovertemplate(first: str) -> str:
     lines = [first]
     for i, (_, label, fmt) in enumerate(_HOVER):
-        spec = "" if fmt == "s" else f":{fmt}"
-        lines.append(f"{label}: %{{customdata[{i}]{spec}}}")
+        lines.append(f"{label}: %{{customdata[{i}]:{fmt}}}")
     return "<br>".join(lines) + "<extra></extra>"
+
+
+_POINT = f"batch %{{customdata[{_BATCH_COL}]}}, seq_len %{{customdata[{_SEQ_COL}]:,}} tokens"
+
+
+def _diverging(zrange: tuple[float, float]) -> list[list]:
+    """Red below speedup 1, white at 1, blue above, whatever the (zmin, zmax) range."""
+    lo, hi = zrange
+    p = float(np.clip((1.0 - lo) / (hi - lo), 0.0, 1.0))
+    return [[0.0, "#b2182b"], [p * 0.5, "#ef8a62"], [p, "#f7f7f7"], [p + (1 - p) * 0.4, "#67a9cf"],
+            [1.0, "#053061"]]
 
 
 def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float) -> go.Figure:
@@ -192,8 +198,8 @@ def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float) ->
         go.Heatmap(
             x=xe, y=ye, z=z, text=gamma_txt, texttemplate="%{text}", textfont={"size": font},
             customdata=_customdata(g),
-            hovertemplate=_hovertemplate("batch %{customdata[16]}, seq_len %{customdata[17]} tokens"),
-            colorscale="RdBu", zmid=1.0, zmin=zrange[0], zmax=zrange[1],
+            hovertemplate=_hovertemplate(_POINT),
+            colorscale=_diverging(zrange), zmin=zrange[0], zmax=zrange[1],
             colorbar={"title": {"text": "speedup (x)"}}, name="speedup",
         )
     )
@@ -255,23 +261,26 @@ def regime_figure(grids: list[Grid]) -> go.Figure:
         shape = a["speedup"].shape
         regime_data = np.stack(
             [np.broadcast_to(g.batch[:, None], shape), np.broadcast_to(g.seq_len[None, :], shape),
-             a["regime"], a["regime_verify"], a["regime_draft"], a["gamma"], a["kv_pct"].round(2),
-             a["comm_pct"].round(2), np.broadcast_to(crit[:, None].round(0), shape)], axis=-1,
-        ).astype(object)
+             a["gamma"], a["kv_pct"].round(2), a["comm_pct"].round(2),
+             np.broadcast_to(crit[:, None].round(0), shape)], axis=-1,
+        ).astype(np.float32)
         regime_hover = (
-            "batch %{customdata[0]}, seq_len %{customdata[1]:,} tokens<br>"
-            "target step: %{customdata[2]}<br>verify step (gamma %{customdata[5]}): %{customdata[3]}"
-            "<br>draft step: %{customdata[4]}<br>KV read share of target step: %{customdata[6]:.1f} %"
-            "<br>all-reduce share of target step: %{customdata[7]:.1f} %<br>"
-            "critical seq_len at this batch: %{customdata[8]:,.0f} tokens<extra></extra>"
+            "batch %{customdata[0]}, seq_len %{customdata[1]:,} tokens<br>STEP: %{hovertext}-bound<br>"
+            "best gamma (verify step: gamma + 1 tokens): %{customdata[2]}<br>"
+            "KV read share of target step: %{customdata[3]:.1f} %<br>"
+            "all-reduce share of target step: %{customdata[4]:.1f} %<br>"
+            "critical seq_len at this batch: %{customdata[5]:,.0f} tokens<extra></extra>"
         )
-        for c, key in enumerate(("regime", "regime_verify", "regime_draft"), start=1):
+        for c, (key, step) in enumerate(
+            (("regime", "target step"), ("regime_verify", "verify step"), ("regime_draft", "draft step")),
+            start=1,
+        ):
             code = (g.arrays[key] == "compute").astype(float)
             fig.add_trace(
                 go.Heatmap(
                     x=xe, y=ye, z=code, zmin=0, zmax=1, colorscale=colorscale,
-                    customdata=regime_data,
-                    hovertemplate=regime_hover,
+                    customdata=regime_data, hovertext=g.arrays[key].astype(str),
+                    hovertemplate=regime_hover.replace("STEP", step),
                     showscale=(r == 1 and c == 1),
                     colorbar={"tickvals": [0.25, 0.75], "ticktext": ["memory-bound", "compute-bound"],
                               "len": 0.3, "y": 1.0, "yanchor": "top"},
@@ -314,13 +323,13 @@ def kv_share_figure(g: Grid) -> go.Figure:
                 line={"color": _PALETTE[n % len(_PALETTE)]}, name=f"batch {g.batch[i]}",
                 customdata=np.stack([np.full(kv.shape, g.batch[i]), g.seq_len, kv.round(2),
                                      g.arrays["t_target_ms"][i].round(4),
-                                     g.arrays["comm_pct"][i].round(2), g.arrays["regime"][i]],
-                                    axis=-1).astype(object),
+                                     g.arrays["comm_pct"][i].round(2)], axis=-1).astype(float),
+                hovertext=g.arrays["regime"][i].astype(str),
                 hovertemplate=("batch %{customdata[0]}, seq_len %{customdata[1]} tokens<br>"
                                "KV read share: %{customdata[2]:.1f} %<br>"
                                "T_target: %{customdata[3]:.3f} ms<br>"
                                "all-reduce share: %{customdata[4]:.1f} %<br>"
-                               "target step: %{customdata[5]}<extra></extra>"),
+                               "target step: %{hovertext}-bound<extra></extra>"),
             )
         )
     fig.update_layout(
@@ -486,6 +495,8 @@ def build_report(query: Query, strategies: list[Strategy]) -> Report:
     t0 = time.perf_counter()
     if len(query.gpus) != 1:
         raise InputError(f"--gpus {','.join(map(str, query.gpus))}: a report takes one GPU count")
+    if not isinstance(query.gamma, str) and len(query.gamma) != 1:
+        raise InputError(f"--gamma {','.join(map(str, query.gamma))}: a report takes 'auto' or one value")
     if not strategies:
         raise InputError("a report needs at least one draft strategy")
     hw = query.hardware if isinstance(query.hardware, HardwareProfile) else load_profile(query.hardware)

@@ -29,6 +29,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from .advise import WORTH_IT
 from .architecture import get_model
 from .errors import InputError
 from .hardware import HardwareProfile, load_profile
@@ -222,7 +223,7 @@ def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float) ->
             )
         )
     finite = z[np.isfinite(z)]
-    if finite.size and finite.min() < 1.0 < finite.max():
+    if min(z.shape) >= 2 and finite.size and finite.min() < 1.0 < finite.max():
         fig.add_trace(
             go.Contour(
                 x=g.seq_len, y=g.batch, z=z,
@@ -307,7 +308,7 @@ def regime_figure(grids: list[Grid]) -> go.Figure:
     fig.update_layout(
         title={"text": "Regime phase diagram: blue = memory-bound, orange = compute-bound; "
                        "black line: critical sequence length of the target step"},
-        height=330 * n + 80, legend={"orientation": "h", "y": -0.08},
+        height=330 * n + 80, legend={"orientation": "h", "x": 0.0, "y": -75.0 / (330 * n + 80)},
     )
     return fig
 
@@ -486,6 +487,7 @@ def best_table(grids: list[Grid]) -> pd.DataFrame:
             "SD latency (ms/token)": round(float(a["latency_sd_ms"][i, j]), 3),
             "AR throughput (tok/s)": round(float(a["throughput_ar"][i, j]), 1),
             "memory per GPU (GB)": round(float(a["memory_gb"][i, j]), 2),
+            "use": "SD" if a["speedup"][i, j] >= WORTH_IT else f"AR (SD < {WORTH_IT}x)",
         })
     return pd.DataFrame(rows)
 
@@ -561,7 +563,8 @@ def _page(rep: Report) -> str:
                      f'<p class="caption">{html.escape(cap)}</p></section>')
     tables = (
         "<h2>Best configuration per sequence length</h2>"
-        "<p>Highest speedup over all draft strategies and batch sizes that fit in memory.</p>"
+        "<p>Highest speedup over all draft strategies and batch sizes that fit in memory; "
+        f"'use' says AR where even the best speedup is below {WORTH_IT}x.</p>"
         + _table_html(rep.tables["best"], "table-best")
         + "<h2>Inputs</h2>" + _table_html(rep.tables["inputs"], "table-inputs")
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .breakdown import breakdown_cmd
 from .predict import PREDICT_EPILOG, predict_cmd, sweep_cmd
 from .registry import hardware_app, models_app
 
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.command("predict", epilog=PREDICT_EPILOG)(predict_cmd)
 app.command("sweep")(sweep_cmd)
+app.command("breakdown")(breakdown_cmd)
 app.add_typer(models_app, name="models")
 app.add_typer(hardware_app, name="hardware")
 

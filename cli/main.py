@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .advise import ADVISE_EPILOG, advise_cmd
+from .breakdown import breakdown_cmd
 from .compare import compare_cmd
 from .predict import PREDICT_EPILOG, predict_cmd, sweep_cmd
 from .registry import hardware_app, models_app
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.command("predict", epilog=PREDICT_EPILOG)(predict_cmd)
 app.command("sweep")(sweep_cmd)
+app.command("breakdown")(breakdown_cmd)
 app.command("report", epilog=REPORT_EPILOG)(report_cmd)
 app.command("advise", epilog=ADVISE_EPILOG)(advise_cmd)
 app.command("compare-paper")(compare_cmd)

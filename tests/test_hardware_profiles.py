@@ -8,6 +8,7 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from magicdec_model.perfmodel.errors import InputError
 from magicdec_model.perfmodel.hardware import (
     DATASHEET_KEYS,

@@ -113,3 +113,17 @@ def test_bad_input():
         advise("llama-3.1-8b", "a100-80gb-sxm", 1, 0, 1000)
     with pytest.raises(InputError, match="latency"):
         advise("llama-3.1-8b", "a100-80gb-sxm", 1, 1, 1000, latency_budget_s=-1.0)
+
+
+def test_user_acceptance_table_reaches_the_candidates(tmp_path):
+    path = tmp_path / "acc.csv"
+    pd.DataFrame([{"model": "llama-3.1-8b", "draft": "self", "method": "snapkv", "budget": 2048,
+                   "seq_len": 32000, "acceptance": 0.95, "dataset": "mine", "source": "MY-RUN"}]
+                 ).to_csv(path, index=False)
+    adv = advise("llama-3.1-8b", "a100-80gb-sxm", 8, 64, 32000, acceptance_table=str(path))
+    row = adv.ranking[adv.ranking["strategy"] == "self + snapkv 2048"].iloc[0]
+    assert row["acceptance"] == 0.95 and "MY-RUN" in row["acceptance_source"]
+    # with the higher acceptance it ranks above the same strategy at the default 0.8 (illustrative input)
+    base = advise("llama-3.1-8b", "a100-80gb-sxm", 8, 64, 32000).ranking
+    before = base[base["strategy"] == "self + snapkv 2048"].iloc[0]
+    assert row["speedup"] > before["speedup"]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from .advise import ADVISE_EPILOG, advise_cmd
+from .breakdown import breakdown_cmd
+from .compare import compare_cmd
 from .predict import PREDICT_EPILOG, predict_cmd, sweep_cmd
 from .registry import hardware_app, models_app
+from .report import REPORT_EPILOG, report_cmd
 from .validate import VALIDATE_EPILOG, validate_cmd
 
 app = typer.Typer(
@@ -18,6 +22,10 @@ app = typer.Typer(
 )
 app.command("predict", epilog=PREDICT_EPILOG)(predict_cmd)
 app.command("sweep")(sweep_cmd)
+app.command("breakdown")(breakdown_cmd)
+app.command("report", epilog=REPORT_EPILOG)(report_cmd)
+app.command("advise", epilog=ADVISE_EPILOG)(advise_cmd)
+app.command("compare-paper")(compare_cmd)
 app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
 app.add_typer(models_app, name="models")
 app.add_typer(hardware_app, name="hardware")

@@ -51,6 +51,40 @@ def int_list(text: str, flag: str) -> list[int]:
     return out
 
 
+def grid_list(text: str, flag: str) -> list[int]:
+    """Parse a list that may hold ranges: 'A:B:N' = N integers spaced geometrically from A to B.
+
+    Items are comma-separated; plain items follow :func:`int_list` ('8k' = 8000).  A range keeps N
+    distinct integers (steps of at least 1 where rounding would repeat a value).
+    """
+    import numpy as np
+
+    out: list[int] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if ":" not in item:
+            out.extend(int_list(item, flag))
+            continue
+        parts = item.split(":")
+        if len(parts) != 3:
+            raise InputError(
+                f"{flag} {item!r} is not a range; allowed: START:STOP:COUNT, e.g. 1:256:64 or 1k:128k:64"
+            )
+        lo, hi = int_list(parts[0], flag)[0], int_list(parts[1], flag)[0]
+        count = int_list(parts[2], f"{flag} range count")[0]
+        if hi < lo or count > hi - lo + 1:
+            raise InputError(
+                f"{flag} {item!r}: need STOP >= START and COUNT <= STOP - START + 1 distinct integers"
+            )
+        values = np.geomspace(lo, hi, count).round().astype(int) if count > 1 else np.array([lo])
+        for i in range(1, len(values)):  # keep COUNT distinct values: step up where rounding repeats
+            values[i] = max(values[i], values[i - 1] + 1)
+        if values[-1] > hi:
+            values = np.linspace(lo, hi, count).round().astype(int)
+        out.extend(int(v) for v in values)
+    return sorted(set(out))
+
+
 def gamma_list(text: str) -> list[int] | str:
     """Parse ``--gamma``: 'auto' or a comma-separated list of integers in 1..16."""
     from magicdec_model.perfmodel.speculative import GAMMA_MAX, check_gamma

@@ -42,6 +42,14 @@ def records(df: pd.DataFrame) -> list[dict]:
     return json.loads(df[cols].to_json(orient="records"))
 
 
+def records_plain(df: pd.DataFrame, fmt: str) -> None:
+    """Write any DataFrame to stdout as ``csv`` or ``json`` (all columns)."""
+    if fmt == "json":
+        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+    else:
+        df.to_csv(sys.stdout, index=False)
+
+
 def emit(df: pd.DataFrame, fmt: str, width: int | None = None) -> None:
     """Write ``df`` to stdout as ``table``, ``csv`` or ``json``."""
     if fmt == "json":

@@ -4,7 +4,8 @@ A table has the columns ``model, draft, method, budget, seq_len, acceptance, dat
 (``draft`` is ``self`` or a registry name; ``method`` is ``streamingllm``, ``snapkv`` or
 ``full``; ``budget`` is 0 for full-KV drafts).  The built-in table is
 ``perfmodel/data/acceptance.csv``; a user table (the validator writes this format) is read with
-:func:`load_table` and its rows are preferred over built-in ones for the same key.
+:func:`load_table`: where it has rows for a (model, draft, method, budget) key, they replace the
+built-in curve of that key entirely.
 
 Lookup rule for a (model, draft, method, budget) key and sequence length S:
 
@@ -72,7 +73,7 @@ def builtin_table() -> pd.DataFrame:
 
 def load_table(path: str | Path | None = None) -> pd.DataFrame:
     """The built-in table, with a user CSV's rows (``path``) placed first so that they win."""
-    base = builtin_table()
+    base = builtin_table().assign(origin="built-in")
     if path is None:
         return base
     p = Path(path)
@@ -82,7 +83,7 @@ def load_table(path: str | Path | None = None) -> pd.DataFrame:
         user = pd.read_csv(p)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"acceptance table {p}: not a readable CSV ({exc})") from None
-    return pd.concat([_validate(user, str(p)), base], ignore_index=True)
+    return pd.concat([_validate(user, str(p)).assign(origin="user"), base], ignore_index=True)
 
 
 @dataclass
@@ -114,13 +115,15 @@ def lookup(
     b_ask = max(float(budget), 1.0)
     used = budgets[np.argmin(np.abs(np.log2(np.maximum(budgets, 1.0)) - np.log2(b_ask)))]
     rows = rows[rows["budget"] == used]
-    # the first row per seq_len wins (user rows come first)
+    if "origin" in rows.columns and (rows["origin"] == "user").any():
+        rows = rows[rows["origin"] == "user"]  # a user's curve replaces the built-in one
+    # the first row per seq_len wins
     rows = rows.drop_duplicates("seq_len").sort_values("seq_len")
     xs = rows["seq_len"].to_numpy(float)
     ys = rows["acceptance"].to_numpy(float)
     value = np.interp(np.log(S), np.log(xs), ys)
-    src = rows["source"].iloc[0]
-    base = f"{src}; {rows['dataset'].iloc[0]}"
+    src = " + ".join(dict.fromkeys(rows["source"]))
+    base = f"{src}; {' + '.join(dict.fromkeys(rows['dataset']))}"
     if used != budget:
         base += f"; measured at budget {int(used)}, used for {int(budget)}"
     notes = np.full(S.shape, f"interpolated: {base}", dtype=object)

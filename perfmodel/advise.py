@@ -1,0 +1,184 @@
+"""Draft-strategy advisor: rank SD configurations for one workload and say when SD is not worth it.
+
+Candidates for a target model:
+
+* self-speculation with a StreamingLLM or SnapKV draft KV of 128..4096 tokens;
+* every registry model of the target's tokenizer family with fewer parameters, with a full KV and
+  with StreamingLLM budgets.
+
+Each is predicted with :func:`strategy.predict_strategies` (gamma chosen per candidate).  A
+candidate is eligible when its weights and KV caches fit in memory and, if a latency budget is
+given, its SD per-token latency meets it.  Eligible candidates are ranked by speedup.
+
+Why SD loses is read off MagicDec's Eq. 1, speedup = Omega / (gamma T_D/T_T + T_V/T_T): each of the
+three terms is set to its ideal in turn (drafting free, verification as cheap as one decode step,
+every draft token accepted) and the term whose ideal helps most is named as the one that dominates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .architecture import builtin_model, builtin_model_names, get_model, tokenizer_family
+from .errors import InputError
+from .parallel import shard
+from .strategy import Strategy, predict_strategies
+from .sweep import Query
+
+#: Budgets (tokens) tried for sparse-KV drafts.
+BUDGETS = (128, 256, 512, 1024, 2048, 4096)
+#: Below this predicted speedup SD is reported as not worth deploying.
+WORTH_IT = 1.05
+
+
+@dataclass
+class Advice:
+    """Ranked candidates, the skipped ones with reasons, and a plain-words verdict."""
+
+    ranking: pd.DataFrame
+    skipped: list[str]
+    verdict: str
+    worth_it: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def candidates(target_name: str, gpus: int, seq_len: int) -> tuple[list[Strategy], list[str]]:
+    """Draft strategies to try for ``target_name`` on ``gpus`` GPUs at ``seq_len``, and skip notes."""
+    target = get_model(target_name)
+    skipped: list[str] = []
+    out: list[Strategy] = []
+    for method in ("streamingllm", "snapkv"):
+        out.extend(Strategy("self", method, b) for b in BUDGETS if b < seq_len)
+    too_big = [str(b) for b in BUDGETS if b >= seq_len]
+    if too_big:
+        skipped.append(f"self-speculation with budgets {', '.join(too_big)}: not below seq_len "
+                       f"{seq_len}, the draft would be the target itself")
+    family = tokenizer_family(target)
+    for name in builtin_model_names():
+        d = builtin_model(name)
+        if d.name == target.name or tokenizer_family(d) != family:
+            continue
+        if d.param_count() >= target.param_count():
+            continue
+        try:
+            shard(d, gpus)
+        except InputError as exc:
+            skipped.append(f"{d.name}: cannot be split over {gpus} GPUs ({exc})")
+            continue
+        out.append(Strategy(d.name, "full", 0))
+        for b in BUDGETS:
+            if b < seq_len:
+                out.append(Strategy(d.name, "streamingllm", b))
+    return out, skipped
+
+
+def _why(row: pd.Series) -> str:
+    """Name the term of Eq. 1 that holds speedup down for one candidate, in plain words."""
+    omega = row["expected_tokens"]
+    draft_term = row["draft_cost"]
+    verify_term = row["verify_cost"]
+    g = row["gamma"]
+    gain = {
+        "draft": omega / verify_term,
+        "verify": omega / (draft_term + 1.0),
+        "acceptance": (g + 1.0) / (draft_term + verify_term),
+    }
+    worst = max(gain, key=gain.get)
+    if worst == "draft":
+        text = (f"drafting is too expensive: gamma x T_draft / T_target = {draft_term:.2f}, so the "
+                f"{g} draft step{'s' if g != 1 else ''} cost {draft_term:.0%} of a target step")
+        if row["draft"] == "self":
+            text += (f"; the target step spends only {row['kv_fraction']:.0%} of its time reading "
+                     f"KV, the only part a sparse-KV self-draft saves (weights are read in full)")
+        else:
+            text += "; the draft reads too many bytes relative to the target"
+        return text
+    if worst == "verify":
+        return (f"verification is expensive: T_verify / T_target = {verify_term:.2f} for "
+                f"{g + 1} tokens, because the verify step is {row['regime_verify']}-bound")
+    return (f"acceptance {row['acceptance']:.2f} yields only {omega:.2f} tokens per verify step "
+            f"out of a possible {g + 1}")
+
+
+def advise(
+    model: str,
+    hardware: str,
+    gpus: int,
+    batch: int,
+    seq_len: int,
+    latency_budget_s: float | None = None,
+    acceptance: float | None = None,
+    acceptance_table: str | None = None,
+    ideal: bool = False,
+) -> Advice:
+    """Rank draft strategies for one workload (``seq_len`` tokens, ``latency_budget_s`` s/token)."""
+    if latency_budget_s is not None and not latency_budget_s > 0:
+        raise InputError(f"--latency-budget-ms {latency_budget_s * 1e3:g} must be positive")
+    for flag, v in (("--batch", batch), ("--seq-len", seq_len), ("--gpus", gpus)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+            raise InputError(f"{flag} {v!r} must be one positive integer")
+    shard(get_model(model), gpus)  # a bad TP split of the target is bad input, not a skip
+    strategies, skipped = candidates(model, gpus, seq_len)
+    base = Query(model=model, batch=[batch], seq_len=[seq_len], hardware=hardware, gpus=[gpus],
+                 acceptance=acceptance, acceptance_table=acceptance_table, ideal=ideal,
+                 budget_policy="cap")
+    df = predict_strategies(base, strategies)
+    df["draft_cost"] = df["gamma"] * df["t_draft_s"] / df["t_target_s"]
+    df["verify_cost"] = df["t_verify_s"] / df["t_target_s"]
+    meets = np.ones(len(df), bool)
+    if latency_budget_s is not None:
+        meets = df["latency_sd_s"].to_numpy() <= latency_budget_s
+    df["meets_latency"] = meets
+    df["eligible"] = df["fits_memory"].to_numpy() & meets
+    reasons = np.full(len(df), "", dtype=object)
+    reasons[~df["fits_memory"].to_numpy()] = "does not fit in memory"
+    if latency_budget_s is not None:
+        slow = ~meets
+        reasons[slow] = [
+            (r + "; " if r else "") + f"SD latency {lat * 1e3:.2f} ms > budget {latency_budget_s * 1e3:g} ms"
+            for r, lat in zip(reasons[slow], df["latency_sd_s"].to_numpy()[slow], strict=True)
+        ]
+    df["why_excluded"] = reasons
+    df = df.sort_values(["eligible", "speedup"], ascending=[False, False], kind="stable")
+    df = df.reset_index(drop=True)
+    df.insert(0, "rank", np.where(df["eligible"], np.arange(1, len(df) + 1), 0))
+
+    ar_latency = float(df["latency_ar_s"].iloc[0])
+    notes: list[str] = []
+    if latency_budget_s is not None and ar_latency > latency_budget_s:
+        notes.append(f"AR decoding takes {ar_latency * 1e3:.2f} ms/token, over the budget too")
+    src = df["acceptance_source"].astype(str)
+    unmeasured = src.str.startswith("default") | src.str.contains("measured at budget", regex=False)
+    if acceptance is None and unmeasured.any():
+        notes.append(
+            f"{int(unmeasured.sum())} of {len(df)} candidates have no acceptance measurement of "
+            f"their own (default or another budget's value, see acceptance_source): their ranking "
+            f"reflects cost only; measure acceptance and pass --acceptance-table"
+        )
+    eligible = df[df["eligible"]]
+    if eligible.empty:
+        worth = False
+        verdict = ("SD is not worth it here: no draft strategy fits in memory"
+                   + (" and meets the latency budget" if latency_budget_s is not None else "") + ".")
+    else:
+        top = eligible.iloc[0]
+        worth = bool(top["speedup"] >= WORTH_IT)
+        if worth:
+            verdict = (f"SD pays off: {top['strategy']} with gamma {top['gamma']} is predicted "
+                       f"{top['speedup']:.2f}x faster than autoregressive decoding.")
+        else:
+            verdict = (f"SD is not worth it here: the best candidate, {top['strategy']} (gamma "
+                       f"{top['gamma']}), reaches only {top['speedup']:.2f}x (< {WORTH_IT}); "
+                       f"{_why(top)}.")
+    return Advice(df, skipped, verdict, worth, notes)
+
+
+ADVICE_COLUMNS = (
+    "rank", "strategy", "draft", "kv_method", "kv_budget", "gamma", "acceptance", "speedup",
+    "throughput_sd_tok_s", "throughput_ar_tok_s", "latency_sd_s", "latency_ar_s",
+    "memory_per_gpu_bytes", "fits_memory", "meets_latency", "draft_cost", "verify_cost",
+    "expected_tokens", "acceptance_source", "why_excluded",
+)

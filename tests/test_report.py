@@ -1,0 +1,207 @@
+"""Design-space report: figures present, traces non-empty, contour at speedup 1, OOM mask, tables, HTML."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from plotly.offline import get_plotlyjs
+
+from magicdec_model.perfmodel.errors import InputError
+from magicdec_model.perfmodel.hardware import load_profile
+from magicdec_model.perfmodel.report import _HOVER, build_report, write_report
+from magicdec_model.perfmodel.strategy import Strategy, cross_strategies
+from magicdec_model.perfmodel.sweep import Query
+
+BATCH = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+SEQ = [1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000]
+SELF = Strategy("self", "streamingllm", 512)
+SMALL = Strategy("llama-3.2-1b", "streamingllm", 512)
+
+
+@pytest.fixture(scope="module")
+def rep():
+    q = Query(model="llama-3.1-8b", batch=BATCH, seq_len=SEQ, gpus=[8], hardware="a100-80gb-sxm")
+    return build_report(q, [SELF, SMALL])
+
+
+def _trace(fig, name):
+    found = [t for t in fig.data if t.name == name]
+    assert found, f"no trace named {name!r} in {[t.name for t in fig.data]}"
+    return found[0]
+
+
+def _grid(rep, strategy, col):
+    df = rep.predictions[rep.predictions["strategy"] == strategy.label]
+    return df.sort_values(["batch", "seq_len"])[col].to_numpy().reshape(len(BATCH), len(SEQ))
+
+
+def test_every_figure_present_with_non_empty_traces(rep):
+    expected = {f"speedup:{SELF.label}", f"speedup:{SMALL.label}", "regimes", "kv_share",
+                "step_ratios", "throughput_latency"}
+    assert set(rep.figures) == expected
+    for key, fig in rep.figures.items():
+        assert fig.data, key
+        for t in fig.data:
+            data = t.z if getattr(t, "z", None) is not None else t.y
+            assert data is not None and np.size(data) > 0, (key, t.name)
+        assert fig.layout.title.text, key
+
+
+def test_speedup_heatmap_values_gamma_text_and_hover(rep):
+    fig = rep.figures[f"speedup:{SELF.label}"]
+    hm = _trace(fig, "speedup")
+    fits = _grid(rep, SELF, "fits_memory").astype(bool)
+    speed = _grid(rep, SELF, "speedup")
+    z = np.asarray(hm.z, float)
+    assert np.allclose(z[fits], speed[fits])
+    assert np.isnan(z[~fits]).all()
+    gamma = _grid(rep, SELF, "gamma")
+    assert (np.asarray(hm.text)[fits] == gamma[fits].astype(str)).all()
+    assert hm.texttemplate == "%{text}"
+    cd = np.asarray(hm.customdata)
+    assert cd.shape == (len(BATCH), len(SEQ), len(_HOVER) + 2)
+    assert np.allclose(cd[..., 1], speed, rtol=1e-4)  # _HOVER[1] is speedup
+    for _, label, _ in _HOVER:
+        assert label in hm.hovertemplate
+
+
+def test_contour_at_speedup_one_where_the_data_cross_it(rep):
+    # self-speculation on 8xA100: < 1 at short context and small batch, > 1 at long context
+    speed = _grid(rep, SELF, "speedup")
+    assert speed.min() < 1 < speed.max()
+    c = _trace(rep.figures[f"speedup:{SELF.label}"], "speedup = 1")
+    assert c.type == "contour"
+    assert c.contours.start == 1.0 and c.contours.end == 1.0
+    assert np.allclose(np.asarray(c.z, float), np.asarray(_trace(
+        rep.figures[f"speedup:{SELF.label}"], "speedup").z, float), equal_nan=True)
+
+
+def test_no_contour_where_the_data_do_not_cross_one(rep):
+    speed = _grid(rep, SMALL, "speedup")
+    fits = _grid(rep, SMALL, "fits_memory").astype(bool)
+    assert speed[fits].min() > 1.0  # precondition of this case
+    names = [t.name for t in rep.figures[f"speedup:{SMALL.label}"].data]
+    assert "speedup = 1" not in names
+
+
+def test_out_of_memory_region_masked(rep):
+    fits = _grid(rep, SELF, "fits_memory").astype(bool)
+    assert (~fits).any() and fits.any()  # batch 256 x 128K tokens cannot fit on 8 x 80 GB
+    oom = _trace(rep.figures[f"speedup:{SELF.label}"], "out of memory")
+    z = np.asarray(oom.z, float)
+    assert (z[~fits] == 1).all() and np.isnan(z[fits]).all()
+
+
+def test_axes_have_units_and_log_scale(rep):
+    lay = rep.figures[f"speedup:{SELF.label}"].layout
+    assert "(tokens)" in lay.xaxis.title.text and lay.xaxis.type == "log"
+    assert "batch" in lay.yaxis.title.text and lay.yaxis.type == "log"
+    tl = rep.figures["throughput_latency"].layout
+    assert "ms/token" in tl.xaxis.title.text and "tokens/s" in tl.yaxis.title.text
+
+
+def test_linear_axis_when_values_span_less_than_a_decade():
+    q = Query(model="llama-3.1-8b", batch=[16, 32], seq_len=[4000, 8000], gpus=[8])
+    lay = build_report(q, [SELF]).figures[f"speedup:{SELF.label}"].layout
+    assert lay.xaxis.type == "linear" and lay.yaxis.type == "linear"
+
+
+def test_regime_diagram_matches_predictions_and_critical_curve(rep):
+    fig = rep.figures["regimes"]
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 3 * 2
+    target = np.asarray(heat[0].z, float)
+    assert np.array_equal(target, (_grid(rep, SELF, "regime") == "compute").astype(float))
+    assert np.array_equal(np.asarray(heat[1].z, float),
+                          (_grid(rep, SELF, "regime_verify") == "compute").astype(float))
+    crit = [t for t in fig.data if t.name == "critical sequence length S*(B)"]
+    assert len(crit) == 6
+    assert np.allclose(np.asarray(crit[0].x, float), _grid(rep, SELF, "critical_seq_len")[:, 0])
+    # the critical sequence length falls as batch grows (MagicDec: KV dominates at large B x S)
+    assert np.all(np.diff(np.asarray(crit[0].x, float)) < 0)
+
+
+def test_kv_share_lines_rise_with_sequence_length(rep):
+    fig = rep.figures["kv_share"]
+    assert 2 <= len(fig.data) <= 8
+    for t in fig.data:
+        y = np.asarray(t.y, float)
+        assert ((0 <= y) & (y <= 100)).all()
+        assert np.all(np.diff(y) > 0), t.name
+
+
+def test_draft_to_target_ratio_falls_with_batch_for_budget_self_draft(rep):
+    # MagicDec (project page, Fig. 5): with a fixed draft KV budget T_D/T_T falls as batch grows
+    fig = rep.figures["step_ratios"]
+    draft = [t for t in fig.data if t.xaxis == "x2" and SELF.label in t.name]
+    assert draft
+    y = np.asarray(draft[-1].y, float)  # the longest sequence length drawn
+    assert y[-1] < y[0]
+    verify = [t for t in fig.data if t.xaxis == "x" and t.showlegend]
+    assert verify and all(np.asarray(t.y, float).min() >= 0.99 for t in verify)
+
+
+def test_throughput_latency_has_ar_and_sd_lines_of_fitting_points(rep):
+    names = [t.name for t in rep.figures["throughput_latency"].data]
+    assert any(n.startswith("AR,") for n in names)
+    assert any(n.startswith(f"SD {SELF.label}") for n in names)
+    for t in rep.figures["throughput_latency"].data:
+        assert len(t.x) == len(t.y) > 0
+
+
+def test_tables_inputs_with_sources_and_best_per_seq_len(rep):
+    inputs = rep.tables["inputs"]
+    hw = load_profile("a100-80gb-sxm")
+    mem_row = inputs[inputs["input"] == "datasheet mem_bw"].iloc[0]
+    assert mem_row["source"] == hw.sources["mem_bw"]
+    acc = inputs[inputs["input"].str.startswith(f"acceptance, {SELF.label}")]
+    assert acc["source"].str.contains("MagicDec project page").any()
+    assert inputs["value"].str.contains("llama-3.1-8b").any()
+    best = rep.tables["best"]
+    assert list(best["seq_len"]) == SEQ
+    df = rep.predictions[rep.predictions["fits_memory"]]
+    for _, row in best.iterrows():
+        assert row["speedup"] == pytest.approx(df[df["seq_len"] == row["seq_len"]]["speedup"].max(), abs=1e-3)
+
+
+def test_html_is_self_contained_with_one_div_per_figure(rep, tmp_path):
+    path = write_report(tmp_path / "r.html", rep)
+    text = path.read_text(encoding="utf-8")
+    assert "<script src=" not in text  # no CDN: opens offline
+    assert get_plotlyjs()[:2000] in text  # plotly.js itself is embedded
+    assert text.count('class="plotly-graph-div"') == len(rep.figures)
+    assert 'id="table-best"' in text and 'id="table-inputs"' in text
+
+
+def test_64x64_grid_three_drafts_written_under_5_s(tmp_path):
+    B = list(range(1, 65))
+    S = [int(v) for v in np.geomspace(1000, 128000, 64).round()]
+    q = Query(model="llama-2-7b-32k", batch=B, seq_len=S, gpus=[8])
+    strategies = [SELF, Strategy("self", "snapkv", 256), Strategy("tinyllama-1.1b", "streamingllm", 512)]
+    t0 = time.perf_counter()
+    rep = build_report(q, strategies)
+    write_report(tmp_path / "big.html", rep)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 5.0, f"{elapsed:.2f} s"
+    assert len(rep.predictions) == 3 * 64 * 64
+
+
+def test_bad_report_inputs():
+    q = Query(model="llama-3.1-8b", batch=[1], seq_len=[1000], gpus=[1, 8])
+    with pytest.raises(InputError, match="one GPU count"):
+        build_report(q, [SELF])
+    q = Query(model="llama-3.1-8b", batch=[1], seq_len=[1000], gamma=[2, 3])
+    with pytest.raises(InputError, match="gamma"):
+        build_report(q, [SELF])
+    with pytest.raises(InputError, match="no draft strategy"):
+        cross_strategies(["self"], ["full"], [512])
+
+
+def test_cross_strategies_full_ignores_budgets():
+    got = cross_strategies(["self", "tinyllama-1.1b"], ["streamingllm", "full"], [256, 512])
+    labels = [s.label for s in got]
+    assert labels == ["self + streamingllm 256", "self + streamingllm 512",
+                      "tinyllama-1.1b + streamingllm 256", "tinyllama-1.1b + streamingllm 512",
+                      "tinyllama-1.1b + full KV"]

@@ -30,7 +30,14 @@ ValModel = Annotated[str, typer.Option("--model", "-m", help="Target: registry n
 Layers = Annotated[int, typer.Option("--layers", help="Decoder layers to build and time (a slice).")]
 ValGamma = Annotated[str, typer.Option("--gamma", help="Speculation length(s) 1..16, comma-separated.")]
 ValAcceptance = Annotated[
-    float, typer.Option("--acceptance", help="Synthetic Bernoulli acceptance rate in [0, 1).")
+    float | None,
+    typer.Option("--acceptance", help="Synthetic Bernoulli acceptance rate in [0, 1) (default 0.8; "
+                 "with --checkpoint the real acceptance is measured unless given)."),
+]
+Checkpoint = Annotated[
+    str | None,
+    typer.Option("--checkpoint", help="Local safetensors folder (config.json): real weights and "
+                 "real (greedy) acceptance instead of synthetic ones."),
 ]
 Out = Annotated[Path, typer.Option("--out", help="Output folder (measurements, profile, report).")]
 Resume = Annotated[
@@ -58,7 +65,7 @@ def validate_cmd(
     kv_budget: KvBudget = "64,128",
     kv_method: KvMethod = "streamingllm",
     gamma: ValGamma = "3",
-    acceptance: ValAcceptance = 0.8,
+    acceptance: ValAcceptance = None,
     out: Out = Path("validate-out"),
     resume: Resume = False,
     new_tokens: NewTokens = 16,
@@ -68,6 +75,7 @@ def validate_cmd(
     seed: Seed = 0,
     gpus: ValGpus = 1,
     threads: Threads = 0,
+    checkpoint: Checkpoint = None,
 ) -> None:
     """Time the real kernels, fit a hardware profile, compare predicted with measured SD steps."""
     from magicdec_model.validate.run import ValidateConfig, check_config
@@ -76,9 +84,11 @@ def validate_cmd(
     cfg = ValidateConfig(
         device=device.lower(), model=model, layers=layers, batch=int_list(batch, "--batch"),
         seq_len=int_list(seq_len, "--seq-len"), kv_budget=int_list(kv_budget, "--kv-budget"),
-        kv_method=kv_method.lower(), gamma=gammas, acceptance=acceptance, out=out, resume=resume,
+        kv_method=kv_method.lower(), gamma=gammas,
+        acceptance=acceptance if (acceptance is not None or checkpoint) else 0.8, out=out, resume=resume,
         new_tokens=new_tokens, backend=backend.lower(), cuda_graph=cuda_graph,
         start_profile=start_profile, seed=seed, gpus=gpus, threads=threads,
+        checkpoint=checkpoint,
     )
     check_config(cfg)
     if gpus > 1 and "WORLD_SIZE" not in os.environ:

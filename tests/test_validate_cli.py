@@ -83,3 +83,24 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, needle):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_validate_with_a_checkpoint_measures_real_acceptance(tmp_path):
+    from magicdec_model.validate.checkpoint import save_checkpoint
+    from magicdec_model.validate.decoder import Decoder
+
+    ckpt = save_checkpoint(Decoder.synthetic("llama-68m", layers=1, seed=3), tmp_path / "ckpt")
+    out = tmp_path / "real"
+    argv = [a for a in TINY if a not in ("--model", "llama-68m")]
+    argv[argv.index("--batch") + 1] = "1"
+    res = subprocess.run([*CLI, "validate", *argv, "--checkpoint", str(ckpt), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1].startswith("MAPE step-time: ")
+    meas = pd.read_csv(out / "measurements.csv")
+    sd = meas[meas["key"].str.startswith("check|sd")]
+    assert sd["key"].str.contains("a=greedy").all()
+    rate = sd[sd["op"] == "acceptance_rate"]["value"]
+    assert len(rate) == 1 and 0.0 <= float(rate.iloc[0]) <= 1.0
+    comp = pd.read_csv(out / "comparison.csv")
+    assert (comp["quantity"] == "speedup").sum() == 1

@@ -54,19 +54,20 @@ class SDPoint:
     seq_len: int
     kv_budget: int
     gamma: int
-    acceptance: float
+    acceptance: float | None  # None: real (greedy) acceptance of a loaded checkpoint
     gpus: int = 1
 
     @property
     def key(self) -> str:
+        acc = "greedy" if self.acceptance is None else f"{self.acceptance:g}"
         return (f"check|sd|B={self.batch}|S={self.seq_len}|K={self.kv_budget}|g={self.gamma}"
-                f"|a={self.acceptance:g}|G={self.gpus}")
+                f"|a={acc}|G={self.gpus}")
 
     def label(self) -> str:
         return f"SD B={self.batch} S={self.seq_len} K={self.kv_budget} gamma={self.gamma}"
 
 
-def plan_checks(batches, seq_lens, budgets, gammas, acceptance: float, gpus: int):
+def plan_checks(batches, seq_lens, budgets, gammas, acceptance: float | None, gpus: int):
     """AR points per (batch, seq_len), then SD points over the full grid."""
     ar = [ARPoint(b, s, gpus) for b in batches for s in seq_lens]
     sd = [SDPoint(b, s, k, g, acceptance, gpus) for b in batches for s in seq_lens for k in budgets
@@ -93,7 +94,7 @@ def measure_sd(
     """Median draft and verify steps (s), seconds per token, measured Omega of one SD run."""
     import torch
 
-    from .speculative_loop import DraftKV, SyntheticAcceptance, speculative_generate
+    from .speculative_loop import GREEDY, DraftKV, SyntheticAcceptance, speculative_generate
 
     g = torch.Generator().manual_seed(seed)
     prompt = torch.randint(0, decoder.arch.vocab_size, (point.batch, point.seq_len), generator=g)
@@ -103,7 +104,7 @@ def measure_sd(
         new_tokens,
         gamma=point.gamma,
         draft_kv=DraftKV(method=kv_method, budget=point.kv_budget),
-        acceptance=SyntheticAcceptance(point.acceptance, seed=seed),
+        acceptance=GREEDY if point.acceptance is None else SyntheticAcceptance(point.acceptance, seed),
         backend=backend,
     )
     draft = [s.seconds for s in res.steps if s.kind == "draft" and s.q_len == 1]
@@ -115,6 +116,7 @@ def measure_sd(
         "verify": _summary(verify),
         "sd_token_latency": (round_s / omega, round_s / omega, round_s / omega, res.rounds),
         "omega": (omega, omega, omega, res.request_rounds),
+        "acceptance_rate": (res.acceptance_rate,) * 3 + (res.request_rounds,),
     }
 
 
@@ -151,10 +153,13 @@ def compare(
     for (B, S, G), t_meas in ar.items():
         pred = _predict(arch, profile, kv_method, B, S, 64, 1, 0.5, G)
         rows.append(_row("target_decode", B, S, 0, 0, float("nan"), G, pred["t_target_s"], t_meas))
-    sd = num[num["op"].isin(["draft", "verify", "sd_token_latency", "omega"])]
+    sd = num[num["op"].isin(["draft", "verify", "sd_token_latency", "omega", "acceptance_rate"])]
+    sd = sd.assign(acceptance=sd["acceptance"].fillna(-1.0))  # -1: greedy (real) acceptance
     for (B, S, K, g, a, G), grp in sd.groupby(["batch", "seq_len", "kv_budget", "gamma", "acceptance",
                                                 "gpus"]):
         vals = dict(zip(grp["op"], grp["value"], strict=True))
+        if a < 0:  # real acceptance: the model is given the measured rate
+            a = min(max(float(vals.get("acceptance_rate", 0.0)), 0.0), 0.999)
         pred = _predict(arch, profile, kv_method, B, S, K, g, a, G)
         rows.append(_row("draft", B, S, K, g, a, G, pred["t_draft_s"], vals.get("draft")))
         rows.append(_row("verify", B, S, K, g, a, G, pred["t_verify_s"], vals.get("verify")))

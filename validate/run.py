@@ -59,7 +59,7 @@ class ValidateConfig:
     kv_budget: list[int]
     kv_method: str
     gamma: list[int]
-    acceptance: float
+    acceptance: float | None  # None with a checkpoint: real (greedy) acceptance
     out: Path
     resume: bool = False
     new_tokens: int = 16
@@ -69,6 +69,7 @@ class ValidateConfig:
     seed: int = 0
     gpus: int = 1
     threads: int = 0  # CPU threads for torch (0: torch's default)
+    checkpoint: str | None = None  # local safetensors folder: real weights, real acceptance
 
 
 @dataclass
@@ -107,7 +108,16 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
     """Validate flags without importing torch; return the full model record."""
     if cfg.device not in DEVICES:
         raise InputError(f"--device {cfg.device!r} is not one of: {', '.join(DEVICES)}")
-    arch = get_model(cfg.model)
+    if cfg.checkpoint:
+        folder = Path(cfg.checkpoint)
+        if not (folder / "config.json").is_file():
+            raise InputError(
+                f"--checkpoint {cfg.checkpoint}: no config.json there; allowed: a local folder with "
+                f"config.json and *.safetensors (Hugging Face LLaMA names)"
+            )
+        if cfg.gpus > 1:
+            raise InputError("--checkpoint with --gpus > 1 is not supported yet; allowed: --gpus 1")
+    arch = get_model(str(cfg.checkpoint) if cfg.checkpoint else cfg.model)
     if not 1 <= cfg.layers <= arch.num_layers:
         raise InputError(f"--layers {cfg.layers} is outside 1..{arch.num_layers} for {arch.name}")
     if cfg.kv_method not in KV_METHODS:
@@ -117,7 +127,9 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
         )
     for g in cfg.gamma:
         check_gamma(g)
-    if not 0.0 <= cfg.acceptance < 1.0:
+    if cfg.acceptance is None and not cfg.checkpoint:
+        raise InputError("--acceptance is needed without --checkpoint (synthetic acceptance rate)")
+    if cfg.acceptance is not None and not 0.0 <= cfg.acceptance < 1.0:
         raise InputError(f"--acceptance {cfg.acceptance} is outside [0, 1); allowed: 0 <= a < 1")
     for k in cfg.kv_budget:
         if k >= min(cfg.seq_len):
@@ -312,7 +324,13 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
 
     torch.manual_seed(cfg.seed)
     local_arch = shard_arch(run_model, cfg.gpus)
-    decoder = Decoder.synthetic(local_arch, layers=cfg.layers, seed=cfg.seed, device=device, dtype=dtype)
+    if cfg.checkpoint:
+        from .checkpoint import load_checkpoint
+
+        decoder = load_checkpoint(cfg.checkpoint, layers=cfg.layers, device=device, dtype=dtype)
+    else:
+        decoder = Decoder.synthetic(local_arch, layers=cfg.layers, seed=cfg.seed, device=device,
+                                    dtype=dtype)
     if dist_on:
         from .distributed import TensorParallel
 
@@ -397,7 +415,8 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
         if res["status"] == "ok":
             for op, (med, p25, p75, reps) in res["value"].items():
                 rows.append({**base, "key": c.key, "op": op, "value": med, "p25": p25, "p75": p75,
-                             "reps": reps, "unit": "tokens" if op == "omega" else "s", "status": "ok"})
+                             "reps": reps, "unit": {"omega": "tokens", "acceptance_rate": "ratio"}.get(op, "s"),
+                             "status": "ok"})
         else:
             failed += 1
             rows.append({**base, "key": c.key, "op": "ar" if isinstance(c, ARPoint) else "sd",
@@ -436,7 +455,8 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
         f"Fit: {len(data)} microbenchmark points, fit MAPE {fit_res.mape(data):.1f}% (in-sample); "
         f"not fitted: {', '.join(fit_res.not_fitted) or 'none'}.",
         f"Held-out SD loop: MAPE step-time {_pct(m_step)}, MAPE speedup {_pct(m_speed)} "
-        f"(acceptance synthetic Bernoulli a={cfg.acceptance:g}).",
+        + ("(real greedy acceptance of the checkpoint's weights on random prompts)."
+           if cfg.acceptance is None else f"(acceptance synthetic Bernoulli a={cfg.acceptance:g})."),
         *summary_warnings,
     ]
     build_report(cfg.out / "report.html", micro_df, comp, profile,

@@ -414,9 +414,9 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
         rows = []
         if res["status"] == "ok":
             for op, (med, p25, p75, reps) in res["value"].items():
+                unit = {"omega": "tokens", "acceptance_rate": "ratio"}.get(op, "s")
                 rows.append({**base, "key": c.key, "op": op, "value": med, "p25": p25, "p75": p75,
-                             "reps": reps, "unit": {"omega": "tokens", "acceptance_rate": "ratio"}.get(op, "s"),
-                             "status": "ok"})
+                             "reps": reps, "unit": unit, "status": "ok"})
         else:
             failed += 1
             rows.append({**base, "key": c.key, "op": "ar" if isinstance(c, ARPoint) else "sd",

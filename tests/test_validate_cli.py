@@ -104,3 +104,28 @@ def test_validate_with_a_checkpoint_measures_real_acceptance(tmp_path):
     assert len(rate) == 1 and 0.0 <= float(rate.iloc[0]) <= 1.0
     comp = pd.read_csv(out / "comparison.csv")
     assert (comp["quantity"] == "speedup").sum() == 1
+
+
+def test_missing_flashinfer_falls_back_to_torch_with_a_warning_naming_the_extra():
+    import torch
+
+    from magicdec_model.validate.run import select_attention
+
+    backend, notes = select_attention(torch.device("cuda"), "auto")  # no usable FlashInfer here
+    assert backend.name == "torch"
+    assert len(notes) == 1 and "magicdec-model[gpu]" in notes[0] and "torch SDPA" in notes[0]
+    backend, notes = select_attention(torch.device("cpu"), "auto")
+    assert backend.name == "torch" and notes == []
+
+
+def test_importing_the_cli_and_validate_modules_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "import magicdec_model.cli.main, magicdec_model.validate\n"
+        "import magicdec_model.validate.run, magicdec_model.validate.fit, magicdec_model.validate.check\n"
+        "import magicdec_model.validate.microbench, magicdec_model.validate.timing\n"
+        "print('torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"

@@ -451,7 +451,7 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
     assert fit_res is not None
     lines = [
         f"Model {arch.name} with {cfg.layers} layer(s), {str(dtype).replace('torch.', '')}, "
-        f"{cfg.gpus} GPU(s)/process(es); device {dname}; attention backend {backend.name}.",
+        f"tensor parallel over {cfg.gpus} process(es); device {dname}; attention backend {backend.name}.",
         f"Fit: {len(data)} microbenchmark points, fit MAPE {fit_res.mape(data):.1f}% (in-sample); "
         f"not fitted: {', '.join(fit_res.not_fitted) or 'none'}.",
         f"Held-out SD loop: MAPE step-time {_pct(m_step)}, MAPE speedup {_pct(m_speed)} "

@@ -162,6 +162,8 @@ def check_device(device: str) -> None:
 
 
 def prepare_out(out: Path, resume: bool) -> MeasurementLog:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; allowed: a folder (created when missing)")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "measurements.csv"
     if path.exists() and path.stat().st_size > 0 and not resume:

@@ -129,13 +129,13 @@ def test_acceptance_counting_is_consistent_with_records(target, standalone, prom
 
 def test_synthetic_acceptance_is_labelled_seeded_and_near_its_rate(target, prompt):
     acc = SyntheticAcceptance(rate=0.6, seed=3)
-    a = speculative_generate(target, prompt, 60, gamma=4, acceptance=acc)
-    b = speculative_generate(target, prompt, 60, gamma=4, acceptance=acc)
+    a = speculative_generate(target, prompt, 40, gamma=4, acceptance=acc)
+    b = speculative_generate(target, prompt[:, :8], 40, gamma=4, acceptance=acc)
     assert a.acceptance_mode == "synthetic-bernoulli(rate=0.6, seed=3)"
     assert [s.accepted for s in a.steps if s.kind == "verify"] == [
         s.accepted for s in b.steps if s.kind == "verify"
     ]
-    assert 0.45 < a.acceptance_rate < 0.75
+    assert 0.4 < a.acceptance_rate < 0.8  # about 80 Bernoulli trials
     never = speculative_generate(target, prompt, 10, gamma=4,
                                  acceptance=SyntheticAcceptance(0.0))
     assert never.accepted_tokens == 0 and never.rounds == 9

@@ -224,6 +224,12 @@ class Decoder:
         self.embed = mv(weights.embedding)
         self.final_norm_w = mv(weights.final_norm)
         self.head = self.embed if weights.lm_head is None else mv(weights.lm_head)
+        # vocab-parallel LM head under TP (as MagicDec): each rank holds V / W rows
+        self.vocab_parallel = tp is not None and world > 1 and arch.vocab_size % world == 0
+        if self.vocab_parallel:
+            v_local = arch.vocab_size // world
+            full = weights.embedding if weights.lm_head is None else weights.lm_head
+            self.head = mv(full[tp.rank * v_local : (tp.rank + 1) * v_local])
         # rotary angles in fp32 (fp64 for fp64 models, which tests use for exact comparisons)
         self._rope_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
         self.inv_freq = rope_inv_freq(arch).to(device=self.device, dtype=self._rope_dtype)
@@ -286,8 +292,14 @@ class Decoder:
         return self._rmsnorm(x, self.final_norm_w)
 
     def lm_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, T, vocab]`` (tied heads reuse the embedding matrix)."""
-        return x @ self.head.T
+        """Logits ``[B, T, vocab]`` (tied heads reuse the embedding matrix).
+
+        Under TP the head is split by vocabulary and the local logits are all-gathered.
+        """
+        logits = x @ self.head.T
+        if self.vocab_parallel:
+            logits = self.tp.all_gather_last(logits)
+        return logits
 
     def sampling(self, logits: torch.Tensor) -> torch.Tensor:
         """Greedy sampling: argmax token ids ``[B, T]``."""

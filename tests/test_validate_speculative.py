@@ -154,3 +154,27 @@ def test_on_step_hook_and_bad_arguments(target, prompt):
         speculative_generate(target, prompt, 5, acceptance="sampling")
     with pytest.raises(ValueError):
         DraftKV("h2o")
+
+
+def test_sd_is_lossless_on_a_registry_model_slice():
+    """llama-68m (MHA, vocab 32000) sliced to one layer, as the docs example does for 8B."""
+    dec = Decoder.synthetic("llama-68m", layers=1, seed=0, dtype=torch.float64)
+    p = torch.randint(0, dec.arch.vocab_size, (2, 64), generator=torch.Generator().manual_seed(1))
+    kv = DraftKV("streamingllm", budget=32)
+    sd = speculative_generate(dec, p, 8, gamma=3, draft_kv=kv)
+    assert torch.equal(sd.tokens, autoregressive_generate(dec, p, 8).tokens)
+
+
+def test_sd_is_lossless_qwen_like_bias_tied_group7():
+    arch = from_hf_config(
+        dict(model_type="qwen2", hidden_size=56, num_attention_heads=7, num_key_value_heads=1,
+             num_hidden_layers=2, intermediate_size=64, vocab_size=VOCAB,
+             tie_word_embeddings=True, rope_theta=1000000.0),
+        name="tiny-qwen",
+    )
+    assert arch.qkv_bias and arch.tie_embeddings and arch.gqa_group == 7
+    dec = Decoder.synthetic(arch, seed=4, dtype=torch.float64)
+    p = torch.randint(0, VOCAB, (2, 40), generator=torch.Generator().manual_seed(2))
+    for kv in (DraftKV("snapkv", budget=20, window=8), DraftKV("streamingllm", 20, sink_tokens=4)):
+        sd = speculative_generate(dec, p, 12, gamma=4, draft_kv=kv)
+        assert torch.equal(sd.tokens, autoregressive_generate(dec, p, 12).tokens)

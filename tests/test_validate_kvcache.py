@@ -216,3 +216,34 @@ def test_decoder_rollback_after_verify_equals_never_seeing_rejected_tokens():
     dec.verify_step(spec[:, :2], cb, be)
     nxt = torch.tensor([[3]])
     assert torch.allclose(dec.decode_step(nxt, ca, be), dec.decode_step(nxt, cb, be), atol=1e-5)
+
+
+def test_reindexed_streamingllm_cache_holds_keys_at_slot_positions():
+    from magicdec_model.validate.speculative_loop import DraftKV, build_draft_cache
+
+    arch = from_hf_config(
+        dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
+             intermediate_size=64, vocab_size=50),
+        name="tiny",
+    )
+    dec = Decoder.synthetic(arch, seed=3, dtype=torch.float64)
+    be = TorchSDPABackend()
+    tokens = torch.randint(0, 50, (2, 30), generator=torch.Generator().manual_seed(1))
+    full = dec.new_cache(2, 30, page_size=8)
+    dec.prefill(tokens, full, be)
+    kept = streaming_indices(30, 12, sink_tokens=4)
+    spec = DraftKV("streamingllm", budget=12, sink_tokens=4, positions="reindexed")
+    draft = build_draft_cache(dec, full, spec, spare=4, page_size=4)
+    # layer 0 keys do not depend on attention: recompute them at in-cache positions 0..11
+    x = dec.attn_norm(0, dec.embedding(tokens[:, kept]))
+    q, k, _ = dec.qkv_proj(0, x)
+    cos, sin = dec.rotary_tables(torch.arange(12).expand(2, 12))
+    _, k_slot = dec.rotary(q, k, cos, sin)
+    assert torch.allclose(draft.dense_view(0)[0][:, :12], k_slot, atol=1e-10)
+    assert draft.positions(1).tolist() == [[12], [12]]  # new tokens continue from the slot index
+    original = build_draft_cache(dec, full, DraftKV("streamingllm", 12, sink_tokens=4), spare=4)
+    assert original.positions(1).tolist() == [[30], [30]]
+    assert not torch.allclose(original.dense_view(0)[0][:, 4:12], k_slot[:, 4:12])
+    assert torch.equal(original.dense_view(0)[0][:, :4], draft.dense_view(0)[0][:, :4])  # sinks
+    with pytest.raises(ValueError, match="SnapKV"):
+        DraftKV("snapkv", positions="reindexed")

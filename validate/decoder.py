@@ -346,6 +346,19 @@ class Decoder:
         k2 = kf * c + _rotate_half(kf) * s
         return q2.to(q.dtype), k2.to(k.dtype)
 
+    def rerotate_keys(self, k: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Rotate already-rotated keys ``[B, n, H_kv, D]`` by ``delta`` ``[n]`` more positions.
+
+        Rotary rotations compose additively, so a key rotated at position p becomes the key at
+        ``p + delta`` (used to re-index a StreamingLLM cache).
+        """
+        import torch
+
+        cos, sin = self.rotary_tables(delta[None, :])
+        cdt = torch.float64 if k.dtype == torch.float64 else torch.float32
+        kf = k.to(cdt)
+        return (kf * cos.to(cdt) + _rotate_half(kf) * sin.to(cdt)).to(k.dtype)
+
     def attention(
         self,
         layer: int,

@@ -247,3 +247,16 @@ def test_reindexed_streamingllm_cache_holds_keys_at_slot_positions():
     assert torch.equal(original.dense_view(0)[0][:, :4], draft.dense_view(0)[0][:, :4])  # sinks
     with pytest.raises(ValueError, match="SnapKV"):
         DraftKV("snapkv", positions="reindexed")
+
+
+def test_fill_random_prepares_a_cache_at_a_given_length():
+    cache = PagedKVCache(2, 3, 40, H_KV, D, page_size=8)
+    cache.fill_random(33, seed=1, pos_offset=100)
+    assert cache.lens.tolist() == [33, 33, 33]
+    assert cache.positions(1).tolist() == [[133]] * 3
+    k, v = cache.dense_view(1)
+    assert float(k[:, :33].std()) == pytest.approx(1.0, rel=0.1)
+    assert bool((k[:, 33:] == 0).all()) and not torch.equal(k[:, :33], v[:, :33])
+    assert cache.page_table().last_page_len.tolist() == [1, 1, 1]
+    with pytest.raises(ValueError):
+        cache.fill_random(41)

@@ -207,6 +207,30 @@ class PagedKVCache:
         self.floor.fill_(n)
         self.last_append = 0
 
+    def fill_random(self, length: int, *, seed: int = 0, pos_offset: int = 0) -> None:
+        """Fill every request with ``length`` random K/V (Normal(0, 1)) in all layers.
+
+        For timing at a given KV length without running a prefill: a target cache at context
+        length L, or a budget cache of ``budget`` tokens (``pos_offset`` = L - budget so that new
+        tokens get positions after L).  Data are random, not zeros (timings on zeros are faster).
+        """
+        import torch
+
+        if not 0 < length <= self.capacity:
+            raise ValueError(f"length {length} must be in 1..{self.capacity}")
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        self.lens.fill_(length)
+        for layer in range(self.num_layers):
+            dk, dv = self.dense_view(layer)
+            for view in (dk, dv):
+                view[:, :length] = torch.randn(
+                    view[:, :length].shape, generator=g, device=self.device, dtype=torch.float32
+                ).to(self.dtype)
+        self.pos_offset.fill_(pos_offset)
+        self.floor.fill_(0)
+        self.last_append = 0
+        self._version += 1
+
     @property
     def version(self) -> int:
         """Counter bumped by every length change (lets backends cache their plans)."""

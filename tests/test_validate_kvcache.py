@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -260,3 +262,44 @@ def test_fill_random_prepares_a_cache_at_a_given_length():
     assert cache.page_table().last_page_len.tolist() == [1, 1, 1]
     with pytest.raises(ValueError):
         cache.fill_random(41)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    page_size=st.sampled_from([1, 3, 4, 16]),
+    ops=st.lists(
+        st.tuples(st.integers(1, 5), st.lists(st.integers(0, 5), min_size=2, max_size=2)),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_append_and_rollback_match_a_list_model(page_size, ops):
+    """Random appends and per-request rollbacks agree with plain Python lists of tokens."""
+    cache = PagedKVCache(1, 2, 48, 1, 2, page_size=page_size)
+    model: list[list[float]] = [[], []]
+    counter = 0.0
+    for n_new, drops in ops:
+        k = torch.zeros(2, n_new, 1, 2)
+        for b in range(2):
+            for t in range(n_new):
+                counter += 1
+                k[b, t, 0, :] = counter
+                model[b].append(counter)
+        cache.reserve(n_new)
+        cache.write(0, k, k)
+        drop = [min(d, len(model[b])) for b, d in enumerate(drops)]
+        cache.rollback(torch.tensor(drop))
+        for b in range(2):
+            del model[b][len(model[b]) - drop[b] :]
+    dk, _ = cache.dense_view(0)
+    for b in range(2):
+        n = len(model[b])
+        assert int(cache.lens[b]) == n
+        assert dk[b, :n, 0, 0].tolist() == model[b]
+    if min(len(m) for m in model) > 0:
+        pt = cache.page_table()
+        for b in range(2):
+            pages = pt.indices[int(pt.indptr[b]) : int(pt.indptr[b + 1])].long()
+            flat = cache.kv[0, 0][pages].reshape(-1, 1, 2)
+            n_b = (len(pages) - 1) * page_size + int(pt.last_page_len[b])
+            assert flat[:n_b, 0, 0].tolist() == model[b]

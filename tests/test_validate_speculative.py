@@ -180,3 +180,12 @@ def test_sd_is_lossless_qwen_like_bias_tied_group7():
     for kv in (DraftKV("snapkv", budget=20, window=8), DraftKV("streamingllm", 20, sink_tokens=4)):
         sd = speculative_generate(dec, p, 12, gamma=4, draft_kv=kv)
         assert torch.equal(sd.tokens, autoregressive_generate(dec, p, 12).tokens)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

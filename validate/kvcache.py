@@ -14,10 +14,11 @@ Lengths and positions
 ---------------------
 ``lens[b]`` is the number of filled slots of request ``b``.  ``pos_offset[b]`` is added to a slot
 index to get the rotary position of the token stored there: 0 for the full cache; for a budget
-cache it is ``(prompt length) - (kept slots)``, so a token appended after the prompt gets its
-*original* absolute position (the convention of this package, see docs/validate.md).
-Keys stored in a budget cache were rotated at their original positions, which is SnapKV's semantics
-and, for StreamingLLM, a deliberate simplification of MagicDec's re-indexing: same bytes moved.
+cache it is ``(prompt length) - (kept slots)`` by default, so a token appended after the prompt
+gets its *original* absolute position, and kept keys keep the rotation of their original
+positions (SnapKV's semantics).  A StreamingLLM cache may instead be re-indexed as in MagicDec
+(``DraftKV(positions="reindexed")``: keys re-rotated to their slot index, ``pos_offset`` 0); both
+move the same bytes.  See docs/validate.md.
 
 Appending is two-phase, matching FlashInfer: :meth:`PagedKVCache.reserve` advances the lengths for
 ``T`` new tokens once per step, then every layer writes its K/V with :meth:`PagedKVCache.write`.

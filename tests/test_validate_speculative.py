@@ -182,6 +182,16 @@ def test_sd_is_lossless_qwen_like_bias_tied_group7():
         assert torch.equal(sd.tokens, autoregressive_generate(dec, p, 12).tokens)
 
 
+def test_custom_clock_times_every_step(target, prompt):
+    ticks = iter(range(10_000))
+    res = speculative_generate(target, prompt, 6, gamma=2, clock=lambda: float(next(ticks)))
+    assert all(s.seconds == 1.0 for s in res.steps)  # one tick between start and stop
+    assert res.seconds("verify") == res.rounds
+    ar = autoregressive_generate(target, prompt, 4, clock=lambda: 0.0)
+    assert [s.kind for s in ar.steps] == ["prefill", "decode", "decode", "decode"]
+    assert ar.seconds() == 0.0
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _single_torch_thread():
     """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""

@@ -1,0 +1,45 @@
+"""Real kernels of sparse-draft speculative decoding (torch; FlashInfer on NVIDIA GPUs).
+
+Importing this package does not import torch or flashinfer; the names below load their module on
+first access.  Modules: ``decoder`` (synthetic or loaded LLaMA-family decoder, one method per op),
+``kvcache`` (paged caches, StreamingLLM / SnapKV budgets, rollback), ``attention`` (backend
+interface, torch SDPA, selection), ``flashinfer_backend`` (the only flashinfer import),
+``speculative_loop`` (SD loop, AR baseline), ``checkpoint`` (local safetensors, acceptance CSV),
+``distributed`` (tensor parallelism).  See docs/validate.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Decoder": "decoder",
+    "LAYER_OPS": "decoder",
+    "STEP_OPS": "decoder",
+    "PagedKVCache": "kvcache",
+    "AttentionBackend": "attention",
+    "TorchSDPABackend": "attention",
+    "select_backend": "attention",
+    "DraftKV": "speculative_loop",
+    "SyntheticAcceptance": "speculative_loop",
+    "StepRecord": "speculative_loop",
+    "GenerationResult": "speculative_loop",
+    "autoregressive_generate": "speculative_loop",
+    "speculative_generate": "speculative_loop",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "measure_acceptance": "checkpoint",
+    "write_acceptance_csv": "checkpoint",
+    "TensorParallel": "distributed",
+    "init_tensor_parallel": "distributed",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,86 @@
+"""Tensor parallelism: TP=2 over gloo gives the single-process logits."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from magicdec_model.perfmodel.architecture import from_hf_config  # noqa: E402
+from magicdec_model.validate.decoder import Decoder, synthetic_weights  # noqa: E402
+from magicdec_model.validate.distributed import (  # noqa: E402
+    scripted_steps,
+    shard_layer,
+    tp_worker,
+)
+
+CFG = dict(hidden_size=64, num_attention_heads=8, num_key_value_heads=2, num_hidden_layers=2,
+           intermediate_size=96, vocab_size=72, attention_bias=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_shards_reassemble_the_full_layer():
+    arch = from_hf_config(CFG, name="tp")
+    lw = synthetic_weights(arch, layers=1, seed=3).layers[0]
+    shards = [shard_layer(lw, arch, r, 2) for r in range(2)]
+    assert shards[0].wqkv.shape == (arch.q_dim // 2 + arch.kv_dim, 64)
+    x = torch.randn(3, 64)
+    # Q of rank 0 = first half of the heads; K/V = its single KV head
+    q_full = (x @ lw.wqkv.T)[:, : arch.q_dim]
+    assert torch.allclose((x @ shards[0].wqkv.T)[:, : arch.q_dim // 2], q_full[:, :32])
+    a = torch.randn(3, arch.q_dim)
+    parts = [a[:, r * 32 : (r + 1) * 32] @ shards[r].wo.T for r in range(2)]
+    assert torch.allclose(parts[0] + parts[1], a @ lw.wo.T, atol=1e-5)
+    h = torch.randn(3, 64)
+    full_gu = h @ lw.w_gate_up.T
+    g, u = full_gu.chunk(2, -1)
+    mlp = (torch.nn.functional.silu(g) * u) @ lw.w_down.T
+    tp_sum = 0
+    for s in shards:
+        gs, us = (h @ s.w_gate_up.T).chunk(2, -1)
+        tp_sum = tp_sum + (torch.nn.functional.silu(gs) * us) @ s.w_down.T
+    assert torch.allclose(tp_sum, mlp, atol=1e-5)
+
+
+def test_tensor_parallel_matches_single_process_gloo(tmp_path):
+    ref = scripted_steps(
+        Decoder.synthetic(from_hf_config(CFG, name="tp"), seed=5, dtype=torch.float32)
+    )
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    torch.multiprocessing.spawn(
+        tp_worker, args=(2, init, CFG, 5, str(tmp_path)), nprocs=2, join=True
+    )
+    for rank in range(2):
+        saved = torch.load(tmp_path / f"tp_rank{rank}.pt")
+        assert saved["head_rows"] == CFG["vocab_size"] // 2  # vocab-parallel LM head
+        assert saved["kv_heads"] == 1  # each rank caches its own KV head
+        got = saved["outputs"]
+        assert len(got) == len(ref)
+        for a, b in zip(got[:-1], ref[:-1], strict=True):
+            assert a.shape == b.shape
+            assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
+        assert torch.equal(got[-1], ref[-1])  # SD loop tokens under TP
+
+
+def test_tensor_parallel_rejects_indivisible_heads():
+    from magicdec_model.validate.distributed import TensorParallel
+
+    arch = from_hf_config(dict(CFG, num_key_value_heads=1), name="odd")
+    with pytest.raises(ValueError, match="tensor parallel"):
+        Decoder.synthetic(arch, tp=TensorParallel(rank=0, world_size=2))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -142,3 +142,12 @@ def test_backend_env_variable(monkeypatch):
     monkeypatch.setenv("MAGICDEC_ATTENTION_BACKEND", "bogus")
     with pytest.raises(ValueError):
         select_backend(None, "cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -105,3 +105,12 @@ def test_measured_acceptance_csv(tiny_ckpt, tmp_path):
     assert len(read) == 4 and read[0]["dataset"] == "random-tokens"
     assert float(read[1]["acceptance"]) == 1.0
     assert "measured by magicdec_model.validate" in read[0]["source"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -153,3 +153,12 @@ def test_bf16_on_cpu_runs():
     cache = dec.new_cache(1, 8)
     out = dec.prefill(torch.tensor([[1, 2]]), cache, TorchSDPABackend())
     assert out.dtype == torch.bfloat16 and cache.kv.dtype == torch.bfloat16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -216,3 +218,97 @@ def test_decoder_rollback_after_verify_equals_never_seeing_rejected_tokens():
     dec.verify_step(spec[:, :2], cb, be)
     nxt = torch.tensor([[3]])
     assert torch.allclose(dec.decode_step(nxt, ca, be), dec.decode_step(nxt, cb, be), atol=1e-5)
+
+
+def test_reindexed_streamingllm_cache_holds_keys_at_slot_positions():
+    from magicdec_model.validate.speculative_loop import DraftKV, build_draft_cache
+
+    arch = from_hf_config(
+        dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
+             intermediate_size=64, vocab_size=50),
+        name="tiny",
+    )
+    dec = Decoder.synthetic(arch, seed=3, dtype=torch.float64)
+    be = TorchSDPABackend()
+    tokens = torch.randint(0, 50, (2, 30), generator=torch.Generator().manual_seed(1))
+    full = dec.new_cache(2, 30, page_size=8)
+    dec.prefill(tokens, full, be)
+    kept = streaming_indices(30, 12, sink_tokens=4)
+    spec = DraftKV("streamingllm", budget=12, sink_tokens=4, positions="reindexed")
+    draft = build_draft_cache(dec, full, spec, spare=4, page_size=4)
+    # layer 0 keys do not depend on attention: recompute them at in-cache positions 0..11
+    x = dec.attn_norm(0, dec.embedding(tokens[:, kept]))
+    q, k, _ = dec.qkv_proj(0, x)
+    cos, sin = dec.rotary_tables(torch.arange(12).expand(2, 12))
+    _, k_slot = dec.rotary(q, k, cos, sin)
+    assert torch.allclose(draft.dense_view(0)[0][:, :12], k_slot, atol=1e-10)
+    assert draft.positions(1).tolist() == [[12], [12]]  # new tokens continue from the slot index
+    original = build_draft_cache(dec, full, DraftKV("streamingllm", 12, sink_tokens=4), spare=4)
+    assert original.positions(1).tolist() == [[30], [30]]
+    assert not torch.allclose(original.dense_view(0)[0][:, 4:12], k_slot[:, 4:12])
+    assert torch.equal(original.dense_view(0)[0][:, :4], draft.dense_view(0)[0][:, :4])  # sinks
+    with pytest.raises(ValueError, match="SnapKV"):
+        DraftKV("snapkv", positions="reindexed")
+
+
+def test_fill_random_prepares_a_cache_at_a_given_length():
+    cache = PagedKVCache(2, 3, 40, H_KV, D, page_size=8)
+    cache.fill_random(33, seed=1, pos_offset=100)
+    assert cache.lens.tolist() == [33, 33, 33]
+    assert cache.positions(1).tolist() == [[133]] * 3
+    k, v = cache.dense_view(1)
+    assert float(k[:, :33].std()) == pytest.approx(1.0, rel=0.1)
+    assert bool((k[:, 33:] == 0).all()) and not torch.equal(k[:, :33], v[:, :33])
+    assert cache.page_table().last_page_len.tolist() == [1, 1, 1]
+    with pytest.raises(ValueError):
+        cache.fill_random(41)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    page_size=st.sampled_from([1, 3, 4, 16]),
+    ops=st.lists(
+        st.tuples(st.integers(1, 5), st.lists(st.integers(0, 5), min_size=2, max_size=2)),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_append_and_rollback_match_a_list_model(page_size, ops):
+    """Random appends and per-request rollbacks agree with plain Python lists of tokens."""
+    cache = PagedKVCache(1, 2, 48, 1, 2, page_size=page_size)
+    model: list[list[float]] = [[], []]
+    counter = 0.0
+    for n_new, drops in ops:
+        k = torch.zeros(2, n_new, 1, 2)
+        for b in range(2):
+            for t in range(n_new):
+                counter += 1
+                k[b, t, 0, :] = counter
+                model[b].append(counter)
+        cache.reserve(n_new)
+        cache.write(0, k, k)
+        drop = [min(d, len(model[b])) for b, d in enumerate(drops)]
+        cache.rollback(torch.tensor(drop))
+        for b in range(2):
+            del model[b][len(model[b]) - drop[b] :]
+    dk, _ = cache.dense_view(0)
+    for b in range(2):
+        n = len(model[b])
+        assert int(cache.lens[b]) == n
+        assert dk[b, :n, 0, 0].tolist() == model[b]
+    if min(len(m) for m in model) > 0:
+        pt = cache.page_table()
+        for b in range(2):
+            pages = pt.indices[int(pt.indptr[b]) : int(pt.indptr[b + 1])].long()
+            flat = cache.kv[0, 0][pages].reshape(-1, 1, 2)
+            n_b = (len(pages) - 1) * page_size + int(pt.last_page_len[b])
+            assert flat[:n_b, 0, 0].tolist() == model[b]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

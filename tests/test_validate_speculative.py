@@ -55,11 +55,12 @@ BUDGETS = [
     DraftKV("snapkv", budget=24, window=8),
     DraftKV("snapkv", budget=40, window=16),
     DraftKV("full"),
+    DraftKV("streamingllm", budget=24, sink_tokens=4, positions="reindexed"),
 ]
 
 
 @pytest.mark.parametrize("gamma", [1, 2, 4, 6])
-@pytest.mark.parametrize("kv", BUDGETS, ids=lambda k: f"{k.method}-{k.budget}")
+@pytest.mark.parametrize("kv", BUDGETS, ids=lambda k: f"{k.method}-{k.budget}-{k.positions}")
 def test_sd_is_lossless_self_speculation(target, prompt, ar_tokens, gamma, kv):
     res = speculative_generate(target, prompt, NEW, gamma=gamma, draft_kv=kv, backend="torch")
     assert res.tokens.shape == (3, NEW)
@@ -69,7 +70,8 @@ def test_sd_is_lossless_self_speculation(target, prompt, ar_tokens, gamma, kv):
 
 
 @pytest.mark.parametrize("gamma", [1, 3, 5])
-@pytest.mark.parametrize("kv", BUDGETS[:3] + BUDGETS[4:], ids=lambda k: f"{k.method}-{k.budget}")
+@pytest.mark.parametrize("kv", BUDGETS[:1] + BUDGETS[2:3] + BUDGETS[4:],
+                         ids=lambda k: f"{k.method}-{k.budget}-{k.positions}")
 def test_sd_is_lossless_standalone_draft(target, standalone, prompt, ar_tokens, gamma, kv):
     res = speculative_generate(
         target, prompt, NEW, gamma=gamma, draft=standalone, draft_kv=kv, backend="torch"
@@ -129,13 +131,13 @@ def test_acceptance_counting_is_consistent_with_records(target, standalone, prom
 
 def test_synthetic_acceptance_is_labelled_seeded_and_near_its_rate(target, prompt):
     acc = SyntheticAcceptance(rate=0.6, seed=3)
-    a = speculative_generate(target, prompt, 60, gamma=4, acceptance=acc)
-    b = speculative_generate(target, prompt, 60, gamma=4, acceptance=acc)
+    a = speculative_generate(target, prompt, 40, gamma=4, acceptance=acc)
+    b = speculative_generate(target, prompt[:, :8], 40, gamma=4, acceptance=acc)
     assert a.acceptance_mode == "synthetic-bernoulli(rate=0.6, seed=3)"
     assert [s.accepted for s in a.steps if s.kind == "verify"] == [
         s.accepted for s in b.steps if s.kind == "verify"
     ]
-    assert 0.45 < a.acceptance_rate < 0.75
+    assert 0.4 < a.acceptance_rate < 0.8  # about 80 Bernoulli trials
     never = speculative_generate(target, prompt, 10, gamma=4,
                                  acceptance=SyntheticAcceptance(0.0))
     assert never.accepted_tokens == 0 and never.rounds == 9
@@ -154,3 +156,46 @@ def test_on_step_hook_and_bad_arguments(target, prompt):
         speculative_generate(target, prompt, 5, acceptance="sampling")
     with pytest.raises(ValueError):
         DraftKV("h2o")
+
+
+def test_sd_is_lossless_on_a_registry_model_slice():
+    """llama-68m (MHA, vocab 32000) sliced to one layer, as the docs example does for 8B."""
+    dec = Decoder.synthetic("llama-68m", layers=1, seed=0, dtype=torch.float64)
+    p = torch.randint(0, dec.arch.vocab_size, (2, 64), generator=torch.Generator().manual_seed(1))
+    kv = DraftKV("streamingllm", budget=32)
+    sd = speculative_generate(dec, p, 8, gamma=3, draft_kv=kv)
+    assert torch.equal(sd.tokens, autoregressive_generate(dec, p, 8).tokens)
+
+
+def test_sd_is_lossless_qwen_like_bias_tied_group7():
+    arch = from_hf_config(
+        dict(model_type="qwen2", hidden_size=56, num_attention_heads=7, num_key_value_heads=1,
+             num_hidden_layers=2, intermediate_size=64, vocab_size=VOCAB,
+             tie_word_embeddings=True, rope_theta=1000000.0),
+        name="tiny-qwen",
+    )
+    assert arch.qkv_bias and arch.tie_embeddings and arch.gqa_group == 7
+    dec = Decoder.synthetic(arch, seed=4, dtype=torch.float64)
+    p = torch.randint(0, VOCAB, (2, 40), generator=torch.Generator().manual_seed(2))
+    for kv in (DraftKV("snapkv", budget=20, window=8), DraftKV("streamingllm", 20, sink_tokens=4)):
+        sd = speculative_generate(dec, p, 12, gamma=4, draft_kv=kv)
+        assert torch.equal(sd.tokens, autoregressive_generate(dec, p, 12).tokens)
+
+
+def test_custom_clock_times_every_step(target, prompt):
+    ticks = iter(range(10_000))
+    res = speculative_generate(target, prompt, 6, gamma=2, clock=lambda: float(next(ticks)))
+    assert all(s.seconds == 1.0 for s in res.steps)  # one tick between start and stop
+    assert res.seconds("verify") == res.rounds
+    ar = autoregressive_generate(target, prompt, 4, clock=lambda: 0.0)
+    assert [s.kind for s in ar.steps] == ["prefill", "decode", "decode", "decode"]
+    assert ar.seconds() == 0.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

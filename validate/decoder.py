@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,7 @@ class DecoderWeights:
     """All weights: embedding ``[vocab, hidden]``, layers, final norm, LM head (None when tied)."""
 
     embedding: torch.Tensor
-    layers: list[LayerWeights]
+    layers: Iterable[LayerWeights]  # a list, or a one-shot iterator (built layer by layer)
     final_norm: torch.Tensor
     lm_head: torch.Tensor | None
 
@@ -114,27 +115,42 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- weights
-def _seeded(shape: tuple[int, ...], seed: int, name: str, std: float, dtype: Any) -> torch.Tensor:
-    """Normal(0, std) tensor that depends only on (seed, name, shape), built on CPU in chunks."""
+def _seeded(
+    shape: tuple[int, ...], seed: int, name: str, std: float, dtype: Any, device: Any = "cpu"
+) -> torch.Tensor:
+    """Normal(0, std) tensor depending only on (seed, name, shape, device type), built in chunks."""
     import torch
 
-    g = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63))
-    out = torch.empty(shape, dtype=dtype)
+    device = torch.device(device)
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63))
+    out = torch.empty(shape, dtype=dtype, device=device)
     flat = out.view(-1)
     chunk = 1 << 22
     for start in range(0, flat.numel(), chunk):
         n = min(chunk, flat.numel() - start)
-        flat[start : start + n] = torch.randn(n, generator=g, dtype=torch.float32) * std
+        flat[start : start + n] = (
+            torch.randn(n, generator=g, dtype=torch.float32, device=device) * std
+        )
     return out
 
 
 def synthetic_weights(
-    arch: ModelArch, layers: int | None = None, seed: int = 0, dtype: Any = None
+    arch: ModelArch,
+    layers: int | None = None,
+    seed: int = 0,
+    dtype: Any = None,
+    *,
+    device: Any = "cpu",
+    lazy: bool = False,
 ) -> DecoderWeights:
-    """Full (unsharded) random weights on CPU; each tensor depends only on (seed, its name).
+    """Full (unsharded) random weights; each tensor depends only on (seed, its name, device type).
 
     Linear weights are Normal(0, 1/sqrt(fan_in)), norms 1 + Normal(0, 0.05), embedding Normal(0, 1).
-    So ``layers=K`` gives exactly the first K layers of the full model with the same seed.
+    So ``layers=K`` gives exactly the first K layers of the full model with the same seed.  CPU
+    and CUDA random streams differ, so weights generated on a GPU differ from CPU ones.  With
+    ``lazy=True`` the layers come as an iterator, generated one at a time (what
+    :meth:`Decoder.synthetic` uses, so only one full layer exists before sharding).
     """
     import torch
 
@@ -147,28 +163,30 @@ def synthetic_weights(
     up_out = 2 * inter if arch.gated_mlp else inter
 
     def lin(name: str, out_f: int, in_f: int) -> torch.Tensor:
-        return _seeded((out_f, in_f), seed, name, 1.0 / math.sqrt(in_f), dtype)
+        return _seeded((out_f, in_f), seed, name, 1.0 / math.sqrt(in_f), dtype, device)
 
     def norm(name: str) -> torch.Tensor:
-        return (1.0 + _seeded((h,), seed, name, 0.05, torch.float32)).to(dtype)
+        return (1.0 + _seeded((h,), seed, name, 0.05, torch.float32, device)).to(dtype)
 
-    out_layers = []
-    for i in range(n_layers):
+    def layer(i: int) -> LayerWeights:
         p = f"layers.{i}."
-        out_layers.append(
-            LayerWeights(
-                attn_norm=norm(p + "attn_norm"),
-                wqkv=lin(p + "wqkv", qkv_out, h),
-                bqkv=_seeded((qkv_out,), seed, p + "bqkv", 0.02, dtype) if arch.qkv_bias else None,
-                wo=lin(p + "wo", h, arch.q_dim),
-                mlp_norm=norm(p + "mlp_norm"),
-                w_gate_up=lin(p + "w_gate_up", up_out, h),
-                w_down=lin(p + "w_down", h, inter),
-            )
+        bias = _seeded((qkv_out,), seed, p + "bqkv", 0.02, dtype, device) if arch.qkv_bias else None
+        return LayerWeights(
+            attn_norm=norm(p + "attn_norm"),
+            wqkv=lin(p + "wqkv", qkv_out, h),
+            bqkv=bias,
+            wo=lin(p + "wo", h, arch.q_dim),
+            mlp_norm=norm(p + "mlp_norm"),
+            w_gate_up=lin(p + "w_gate_up", up_out, h),
+            w_down=lin(p + "w_down", h, inter),
         )
-    embedding = _seeded((arch.vocab_size, h), seed, "embedding", 1.0, dtype)
+
+    layer_iter: Iterator[LayerWeights] = (layer(i) for i in range(n_layers))
+    embedding = _seeded((arch.vocab_size, h), seed, "embedding", 1.0, dtype, device)
     lm_head = None if arch.tie_embeddings else lin("lm_head", arch.vocab_size, h)
-    return DecoderWeights(embedding, out_layers, norm("final_norm"), lm_head)
+    return DecoderWeights(
+        embedding, layer_iter if lazy else list(layer_iter), norm("final_norm"), lm_head
+    )
 
 
 # --------------------------------------------------------------------------- decoder
@@ -209,21 +227,28 @@ class Decoder:
         self.num_heads = arch.num_heads // world
         self.num_kv_heads = arch.num_kv_heads // world
         self.head_dim = arch.head_dim
-        self.num_layers = len(weights.layers)
-        if tp is not None:
-            from .distributed import shard_layer
-
-            layers = [shard_layer(lw, arch, tp.rank, world) for lw in weights.layers]
-        else:
-            layers = weights.layers
 
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device=self.device, dtype=self.dtype).contiguous()
 
-        self.layers = [LayerWeights(**{k: mv(v) for k, v in vars(lw).items()}) for lw in layers]
+        self.layers: list[LayerWeights] = []
+        for full_layer in weights.layers:  # one layer at a time: shard, then move
+            local = full_layer
+            if tp is not None:
+                from .distributed import shard_layer
+
+                local = shard_layer(full_layer, arch, tp.rank, world)
+            self.layers.append(LayerWeights(**{k: mv(v) for k, v in vars(local).items()}))
+        self.num_layers = len(self.layers)
         self.embed = mv(weights.embedding)
         self.final_norm_w = mv(weights.final_norm)
         self.head = self.embed if weights.lm_head is None else mv(weights.lm_head)
+        # vocab-parallel LM head under TP (as MagicDec): each rank holds V / W rows
+        self.vocab_parallel = tp is not None and world > 1 and arch.vocab_size % world == 0
+        if self.vocab_parallel:
+            v_local = arch.vocab_size // world
+            full = weights.embedding if weights.lm_head is None else weights.lm_head
+            self.head = mv(full[tp.rank * v_local : (tp.rank + 1) * v_local])
         # rotary angles in fp32 (fp64 for fp64 models, which tests use for exact comparisons)
         self._rope_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
         self.inv_freq = rope_inv_freq(arch).to(device=self.device, dtype=self._rope_dtype)
@@ -250,7 +275,7 @@ class Decoder:
         device = torch.device(device)
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        w = synthetic_weights(arch, layers=layers, seed=seed, dtype=dtype)
+        w = synthetic_weights(arch, layers=layers, seed=seed, dtype=dtype, device=device, lazy=True)
         return cls(arch, w, device=device, dtype=dtype, tp=tp)
 
     # ------------------------------------------------------------------ caches
@@ -286,8 +311,14 @@ class Decoder:
         return self._rmsnorm(x, self.final_norm_w)
 
     def lm_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, T, vocab]`` (tied heads reuse the embedding matrix)."""
-        return x @ self.head.T
+        """Logits ``[B, T, vocab]`` (tied heads reuse the embedding matrix).
+
+        Under TP the head is split by vocabulary and the local logits are all-gathered.
+        """
+        logits = x @ self.head.T
+        if self.vocab_parallel:
+            logits = self.tp.all_gather_last(logits)
+        return logits
 
     def sampling(self, logits: torch.Tensor) -> torch.Tensor:
         """Greedy sampling: argmax token ids ``[B, T]``."""
@@ -333,6 +364,19 @@ class Decoder:
         q2 = qf * c + _rotate_half(qf) * s
         k2 = kf * c + _rotate_half(kf) * s
         return q2.to(q.dtype), k2.to(k.dtype)
+
+    def rerotate_keys(self, k: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Rotate already-rotated keys ``[B, n, H_kv, D]`` by ``delta`` ``[n]`` more positions.
+
+        Rotary rotations compose additively, so a key rotated at position p becomes the key at
+        ``p + delta`` (used to re-index a StreamingLLM cache).
+        """
+        import torch
+
+        cos, sin = self.rotary_tables(delta[None, :])
+        cdt = torch.float64 if k.dtype == torch.float64 else torch.float32
+        kf = k.to(cdt)
+        return (kf * cos.to(cdt) + _rotate_half(kf) * sin.to(cdt)).to(k.dtype)
 
     def attention(
         self,

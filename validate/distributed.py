@@ -9,8 +9,10 @@ Layout per layer (``W`` = world size, heads split evenly; ``num_kv_heads`` and
   ``allreduce_attn``;
 - ``w_gate_up`` column-parallel (the rank's slice of the gate rows and of the up rows);
 - ``w_down`` row-parallel; output summed by ``allreduce_mlp``;
-- norms, embedding and LM head replicated (MagicDec shards the LM head by vocabulary and gathers the
-  argmax with two more all-reduces; not done here).
+- norms and embedding replicated; LM head split by vocabulary when the vocabulary divides evenly
+  (replicated otherwise), its local logits all-gathered into full logits.  MagicDec also splits
+  the LM head but reduces only the argmax (two small all-reduces); gathering the logits moves
+  more bytes (``B * T * V`` elements) but keeps sampling unchanged.
 
 Each rank's KV cache holds only its KV heads.  Launch with ``torchrun --nproc_per_node=N`` and
 :func:`init_tensor_parallel` (NCCL on GPUs), or with ``torch.multiprocessing.spawn`` on CPU
@@ -45,6 +47,15 @@ class TensorParallel:
         x = x.contiguous()
         dist.all_reduce(x, group=self.group)
         return x
+
+    def all_gather_last(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenate every rank's ``x`` along the last dimension (rank order)."""
+        import torch
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(x) for _ in range(self.world_size)]
+        dist.all_gather(parts, x.contiguous(), group=self.group)
+        return torch.cat(parts, dim=-1)
 
 
 def shard_layer(lw: LayerWeights, arch: ModelArch, rank: int, world: int) -> LayerWeights:
@@ -165,6 +176,55 @@ def tp_worker(
         dec = Decoder.synthetic(from_hf_config(arch_cfg, name="tp-check"), seed=seed,
                                 device=device, dtype=torch.float32, tp=tp)
         out = scripted_steps(dec)
-        torch.save(out, os.path.join(out_dir, f"tp_rank{rank}.pt"))
+        torch.save({"outputs": out, "head_rows": dec.head.shape[0], "kv_heads": dec.num_kv_heads},
+                   os.path.join(out_dir, f"tp_rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``torchrun --nproc_per_node=N -m magicdec_model.validate.distributed --model NAME``.
+
+    Runs greedy SD and AR on a synthetic model slice under tensor parallelism and prints, on rank
+    0, whether the tokens agree and the acceptance rate.
+    """
+    import argparse
+
+    import torch
+    import torch.distributed as dist
+
+    from .decoder import Decoder
+    from .speculative_loop import DraftKV, autoregressive_generate, speculative_generate
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--model", default="llama-68m")
+    ap.add_argument("--layers", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--prompt-len", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--gamma", type=int, default=4)
+    ap.add_argument("--method", default="streamingllm")
+    ap.add_argument("--budget", type=int, default=64)
+    ap.add_argument("--backend", default="auto")
+    args = ap.parse_args(argv)
+    tp, device = init_tensor_parallel()
+    try:
+        dec = Decoder.synthetic(args.model, layers=args.layers, seed=0, device=device, tp=tp)
+        g = torch.Generator().manual_seed(0)
+        prompt = torch.randint(0, dec.arch.vocab_size, (args.batch, args.prompt_len), generator=g)
+        sd = speculative_generate(
+            dec, prompt, args.new_tokens, gamma=args.gamma, backend=args.backend,
+            draft_kv=DraftKV(args.method, budget=args.budget, sink_tokens=min(16, args.budget // 2),
+                             window=min(32, args.budget // 2)),
+        )
+        ar = autoregressive_generate(dec, prompt, args.new_tokens, backend=args.backend)
+        if tp.rank == 0:
+            print(f"TP={tp.world_size} {args.model} layers={dec.num_layers} device={device}: "
+                  f"SD tokens == AR tokens: {torch.equal(sd.tokens, ar.tokens)}, "
+                  f"{sd.acceptance_mode} acceptance {sd.acceptance_rate:.3f}")
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -140,6 +140,8 @@ class FlashInferBackend(AttentionBackend):
     def plan(self, cache: PagedKVCache, q_len: int, num_qo_heads: int) -> None:
         import torch
 
+        if self.device.type == "cuda" and cache.dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"FlashInfer attention needs fp16 or bf16 caches, not {cache.dtype}")
         pt = cache.page_table()
         H_kv, D = cache.num_kv_heads, cache.head_dim
         if num_qo_heads % H_kv:

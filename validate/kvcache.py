@@ -14,10 +14,11 @@ Lengths and positions
 ---------------------
 ``lens[b]`` is the number of filled slots of request ``b``.  ``pos_offset[b]`` is added to a slot
 index to get the rotary position of the token stored there: 0 for the full cache; for a budget
-cache it is ``(prompt length) - (kept slots)``, so a token appended after the prompt gets its
-*original* absolute position (the convention of this package, see docs/validate.md).
-Keys stored in a budget cache were rotated at their original positions, which is SnapKV's semantics
-and, for StreamingLLM, a deliberate simplification of MagicDec's re-indexing: same bytes moved.
+cache it is ``(prompt length) - (kept slots)`` by default, so a token appended after the prompt
+gets its *original* absolute position, and kept keys keep the rotation of their original
+positions (SnapKV's semantics).  A StreamingLLM cache may instead be re-indexed as in MagicDec
+(``DraftKV(positions="reindexed")``: keys re-rotated to their slot index, ``pos_offset`` 0); both
+move the same bytes.  See docs/validate.md.
 
 Appending is two-phase, matching FlashInfer: :meth:`PagedKVCache.reserve` advances the lengths for
 ``T`` new tokens once per step, then every layer writes its K/V with :meth:`PagedKVCache.write`.
@@ -206,6 +207,30 @@ class PagedKVCache:
         self.pos_offset.fill_(next_pos - n)
         self.floor.fill_(n)
         self.last_append = 0
+
+    def fill_random(self, length: int, *, seed: int = 0, pos_offset: int = 0) -> None:
+        """Fill every request with ``length`` random K/V (Normal(0, 1)) in all layers.
+
+        For timing at a given KV length without running a prefill: a target cache at context
+        length L, or a budget cache of ``budget`` tokens (``pos_offset`` = L - budget so that new
+        tokens get positions after L).  Data are random, not zeros (timings on zeros are faster).
+        """
+        import torch
+
+        if not 0 < length <= self.capacity:
+            raise ValueError(f"length {length} must be in 1..{self.capacity}")
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        self.lens.fill_(length)
+        for layer in range(self.num_layers):
+            dk, dv = self.dense_view(layer)
+            for view in (dk, dv):
+                view[:, :length] = torch.randn(
+                    view[:, :length].shape, generator=g, device=self.device, dtype=torch.float32
+                ).to(self.dtype)
+        self.pos_offset.fill_(pos_offset)
+        self.floor.fill_(0)
+        self.last_append = 0
+        self._version += 1
 
     @property
     def version(self) -> int:

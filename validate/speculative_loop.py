@@ -80,6 +80,10 @@ class DraftKV:
         sink_tokens: StreamingLLM attention sinks (tokens); MagicDec uses 16.
         window: SnapKV observation window (tokens); MagicDec uses 32.
         kernel_size: SnapKV average-pooling width (tokens); MagicDec uses 5.
+        positions: ``"original"`` (kept keys and later tokens use their absolute positions; the
+            default, and SnapKV's semantics) or ``"reindexed"`` (StreamingLLM / MagicDec: kept keys
+            are re-rotated to their slot index in the draft cache and later tokens continue from
+            there).  ``"reindexed"`` is refused for SnapKV, whose heads keep different tokens.
     """
 
     method: str = "streamingllm"
@@ -87,10 +91,15 @@ class DraftKV:
     sink_tokens: int = 16
     window: int = 32
     kernel_size: int = 5
+    positions: str = "original"
 
     def __post_init__(self) -> None:
         if self.method not in DRAFT_METHODS:
             raise ValueError(f"draft KV method {self.method!r} not in {DRAFT_METHODS}")
+        if self.positions not in ("original", "reindexed"):
+            raise ValueError(f"positions must be 'original' or 'reindexed', not {self.positions!r}")
+        if self.positions == "reindexed" and self.method == "snapkv":
+            raise ValueError("SnapKV keeps different tokens per head: use positions='original'")
 
 
 @dataclass
@@ -273,11 +282,14 @@ def build_draft_cache(
             else:
                 pos = list(range(S))
             sel = torch.tensor(pos, device=k.device)
-            keys.append(k[:, sel])
+            k_sel = k[:, sel]
+            if spec.positions == "reindexed":  # rotate from position p to slot index j
+                k_sel = source.rerotate_keys(k_sel, torch.arange(len(pos), device=k.device) - sel)
+            keys.append(k_sel)
             values.append(v[:, sel])
     kept = keys[0].shape[1]
     cache = source.new_cache(full_cache.batch, kept + spare, page_size=page_size)
-    cache.load_selection(keys, values, next_pos=S)
+    cache.load_selection(keys, values, next_pos=kept if spec.positions == "reindexed" else S)
     return cache
 
 

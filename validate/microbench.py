@@ -186,8 +186,7 @@ class MicroBench:
             return lambda: d.sampling(logits)
         if p.op == "attention":
             cache = d.new_cache(B, p.kv_len + q)
-            cache.kv.normal_()  # never time on zeros
-            cache.reserve(p.kv_len)
+            cache.fill_random(p.kv_len)  # kv_len cached tokens of random K/V (never time on zeros)
             cache.reserve(q)
             self.backend.plan(cache, q, d.num_heads)  # planning stays outside the timed call
             qt = self._rand(B, q, d.num_heads, d.head_dim)

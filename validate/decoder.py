@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..perfmodel.architecture import ModelArch, get_model
+from ..perfmodel.ops import LAYER_OPS as _PERF_LAYER_OPS
+from ..perfmodel.ops import STEP_OPS as _PERF_STEP_OPS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -32,20 +34,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .distributed import TensorParallel
     from .kvcache import PagedKVCache
 
-LAYER_OPS = (
-    "attn_norm",
-    "qkv_proj",
-    "rotary",
-    "attention",
-    "o_proj",
-    "allreduce_attn",
-    "mlp_norm",
-    "gate_up_proj",
-    "act",
-    "down_proj",
-    "allreduce_mlp",
-)
-STEP_OPS = ("embedding", "final_norm", "lm_head", "sampling")
+# The op names are perfmodel's (one list, one place).  The decoder picks the greedy token from the
+# gathered logits, so it has no separate argmax all-reduce op.
+LAYER_OPS = _PERF_LAYER_OPS
+STEP_OPS = tuple(op for op in _PERF_STEP_OPS if op != "allreduce_sampling")
 
 
 @dataclass

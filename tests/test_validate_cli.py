@@ -129,3 +129,19 @@ def test_importing_the_cli_and_validate_modules_does_not_import_torch():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"
+
+
+def test_validate_without_torch_is_a_one_line_error(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "torch" else real(name, *a, **k))
+    from typer.testing import CliRunner
+
+    from magicdec_model.cli.main import app
+
+    result = CliRunner().invoke(app, ["validate", "--device", "cpu", "--out", str(tmp_path / "v")])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "magicdec-model[validate]" in lines[0]

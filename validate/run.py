@@ -15,6 +15,7 @@ shard; rank 0 alone writes files.  Only this module and the ones it calls import
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import platform
 import socket
@@ -108,6 +109,11 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
     """Validate flags without importing torch; return the full model record."""
     if cfg.device not in DEVICES:
         raise InputError(f"--device {cfg.device!r} is not one of: {', '.join(DEVICES)}")
+    if importlib.util.find_spec("torch") is None:
+        raise InputError(
+            "validate runs real kernels and needs torch, which is not installed; "
+            "install it with: pip install 'magicdec-model[validate]'"
+        )
     if cfg.checkpoint:
         folder = Path(cfg.checkpoint)
         if not (folder / "config.json").is_file():

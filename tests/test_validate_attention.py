@@ -17,6 +17,8 @@ from magicdec_model.validate.attention import (  # noqa: E402
 from magicdec_model.validate.decoder import Decoder  # noqa: E402
 from magicdec_model.validate.kvcache import PagedKVCache  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 
 def naive_attention(q, k, v, kv_lens):
     """q [B,T,H,D]; k, v [B,S,Hkv,D] (first kv_lens[b] valid); bottom-right causal; fp64."""
@@ -142,12 +144,3 @@ def test_backend_env_variable(monkeypatch):
     monkeypatch.setenv("MAGICDEC_ATTENTION_BACKEND", "bogus")
     with pytest.raises(ValueError):
         select_backend(None, "cpu")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -22,6 +22,8 @@ from magicdec_model.validate.checkpoint import (  # noqa: E402
 from magicdec_model.validate.decoder import Decoder  # noqa: E402
 from magicdec_model.validate.speculative_loop import autoregressive_generate  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 CFG = dict(hidden_size=48, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
            intermediate_size=80, vocab_size=61, rope_theta=50000.0,
            rope_scaling={"type": "linear", "factor": 2.0}, torch_dtype="float32")
@@ -105,12 +107,3 @@ def test_measured_acceptance_csv(tiny_ckpt, tmp_path):
     assert len(read) == 4 and read[0]["dataset"] == "random-tokens"
     assert float(read[1]["acceptance"]) == 1.0
     assert "measured by magicdec_model.validate" in read[0]["source"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -18,6 +18,8 @@ from magicdec_model.validate.decoder import (  # noqa: E402
     synthetic_weights,
 )
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 
 def tiny(**kw) -> ModelArch:
     cfg = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=3,
@@ -153,12 +155,3 @@ def test_bf16_on_cpu_runs():
     cache = dec.new_cache(1, 8)
     out = dec.prefill(torch.tensor([[1, 2]]), cache, TorchSDPABackend())
     assert out.dtype == torch.bfloat16 and cache.kv.dtype == torch.bfloat16
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -16,6 +16,8 @@ from magicdec_model.validate.distributed import (  # noqa: E402
     tp_worker,
 )
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 CFG = dict(hidden_size=64, num_attention_heads=8, num_key_value_heads=2, num_hidden_layers=2,
            intermediate_size=96, vocab_size=72, attention_bias=True)
 
@@ -75,12 +77,3 @@ def test_tensor_parallel_rejects_indivisible_heads():
     arch = from_hf_config(dict(CFG, num_key_value_heads=1), name="odd")
     with pytest.raises(ValueError, match="tensor parallel"):
         Decoder.synthetic(arch, tp=TensorParallel(rank=0, world_size=2))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

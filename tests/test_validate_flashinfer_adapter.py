@@ -33,6 +33,8 @@ from magicdec_model.validate.speculative_loop import (  # noqa: E402
     speculative_generate,
 )
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 
 def _paged_attention(q, kv, indptr, indices, last_page_len, qo_indptr, causal):
     k_cache, v_cache = kv
@@ -200,12 +202,3 @@ def test_sd_through_the_adapter_is_lossless(fake_fi):
     sd = speculative_generate(dec, prompt, 10, gamma=3, backend=fib,
                               draft_kv=DraftKV("snapkv", budget=20, window=8))
     assert torch.equal(sd.tokens, ar.tokens)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -20,6 +20,8 @@ from magicdec_model.validate.kvcache import (  # noqa: E402
     streaming_indices,
 )
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 H_KV, D = 2, 8
 
 
@@ -303,12 +305,3 @@ def test_append_and_rollback_match_a_list_model(page_size, ops):
             flat = cache.kv[0, 0][pages].reshape(-1, 1, 2)
             n_b = (len(pages) - 1) * page_size + int(pt.last_page_len[b])
             assert flat[:n_b, 0, 0].tolist() == model[b]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -15,6 +15,8 @@ from magicdec_model.validate.speculative_loop import (  # noqa: E402
     speculative_generate,
 )
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 VOCAB = 97
 PROMPT_LEN = 48
 NEW = 24
@@ -190,12 +192,3 @@ def test_custom_clock_times_every_step(target, prompt):
     ar = autoregressive_generate(target, prompt, 4, clock=lambda: 0.0)
     assert [s.kind for s in ar.steps] == ["prefill", "decode", "decode", "decode"]
     assert ar.seconds() == 0.0
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tiny tensors: one thread is as fast, and immune to oversubscription on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -69,8 +69,7 @@ def predict_strategies(base: Query, strategies: Sequence[Strategy]) -> pd.DataFr
         groups.setdefault((s.draft, s.kv_method), []).append(s.kv_budget)
     frames = []
     for (draft, method), budgets in groups.items():
-        q = replace(base, draft=draft, kv_method=method, kv_budget=tuple(max(b, 1) for b in budgets),
-                    notes=[])
+        q = replace(base, draft=draft, kv_method=method, kv_budget=tuple(max(b, 1) for b in budgets))
         df = predict(q)
         if method == "full":
             df["strategy"] = Strategy(draft, "full", 0).label

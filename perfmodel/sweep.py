@@ -9,7 +9,7 @@ Python loop runs per point.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -92,7 +92,6 @@ class Query:
     ideal: bool = False
     #: "error": a budget >= a sequence length is bad input; "cap": the draft reads the full KV
     budget_policy: str = "cap"
-    notes: list[str] = field(default_factory=list)
 
 
 def predict(query: Query) -> pd.DataFrame:

@@ -125,7 +125,9 @@ def test_tied_embeddings_from_config(tmp_path):
     path.write_text(json.dumps(cfg))
     shown = invoke(["models", "show", str(path)])
     assert "tie_embeddings     True" in shown.output
-    # Llama-3.2-1B: 1.24 B parameters (models.md) with the LM head tied
+    # Llama-3.2-1B: 1.24 B parameters (models.md) with the LM head tied; by hand:
+    # embedding 128256*2048 + 16 layers x (2048*(2048+2*512) + 2048*2048 + 3*2048*8192 + 2*2048)
+    # + final norm 2048 = 262,668,288 + 16 x 60,821,504 + 2048 = 1,235,814,400
     assert "params             1,235,814,400" in shown.output
 
 

@@ -6,9 +6,11 @@ import typer
 
 from .advise import ADVISE_EPILOG, advise_cmd
 from .breakdown import breakdown_cmd
+from .calibrate import CALIBRATE_EPILOG, calibrate_cmd
 from .compare import compare_cmd
+from .exits import Group
 from .predict import PREDICT_EPILOG, predict_cmd, sweep_cmd
-from .registry import hardware_app, models_app
+from .registry import engines_app, hardware_app, models_app
 from .report import REPORT_EPILOG, report_cmd
 from .validate import VALIDATE_EPILOG, validate_cmd
 
@@ -19,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=Group,
 )
 app.command("predict", epilog=PREDICT_EPILOG)(predict_cmd)
 app.command("sweep")(sweep_cmd)
@@ -26,13 +29,15 @@ app.command("breakdown")(breakdown_cmd)
 app.command("report", epilog=REPORT_EPILOG)(report_cmd)
 app.command("advise", epilog=ADVISE_EPILOG)(advise_cmd)
 app.command("compare-paper")(compare_cmd)
+app.command("calibrate", epilog=CALIBRATE_EPILOG)(calibrate_cmd)
 app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
 app.add_typer(models_app, name="models")
 app.add_typer(hardware_app, name="hardware")
+app.add_typer(engines_app, name="engines")
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (bad input: one line on stderr, exit 2; see :mod:`.exits`)."""
     app()
 
 

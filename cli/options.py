@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from magicdec_model.perfmodel.errors import InputError
+from magicdec_model.perfmodel.inputs import MAX_LIST, parse_float, parse_int, parse_int_list
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,33 +22,18 @@ def guard(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except InputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            from .exits import print_error
+
+            print_error(str(exc))
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 def int_list(text: str, flag: str) -> list[int]:
-    """Parse a comma-separated list of positive integers ('32,64,128'; '8k' = 8000, '1m')."""
-    out = []
-    for raw in text.split(","):
-        item = raw.strip().lower()
-        mult = 1
-        if item.endswith("k"):
-            item, mult = item[:-1], 1000
-        elif item.endswith("m"):
-            item, mult = item[:-1], 1000_000
-        try:
-            value = float(item) * mult
-        except ValueError:
-            value = float("nan")
-        if not value.is_integer() or value <= 0:
-            raise InputError(
-                f"{flag} {raw.strip()!r} is not a positive integer; allowed: positive integers, "
-                f"comma-separated (e.g. 32,64 or 8k,32k)"
-            )
-        out.append(int(value))
-    return out
+    """Parse a comma-separated list of integers ('32,64,128'; '8k' = 8000, '1m'), each within the
+    flag's bounds (:data:`perfmodel.inputs.LIMITS`)."""
+    return parse_int_list(text, flag)
 
 
 def grid_list(text: str, flag: str) -> list[int]:
@@ -60,7 +45,7 @@ def grid_list(text: str, flag: str) -> list[int]:
     import numpy as np
 
     out: list[int] = []
-    for raw in text.split(","):
+    for raw in str(text).split(","):
         item = raw.strip()
         if ":" not in item:
             out.extend(int_list(item, flag))
@@ -70,62 +55,64 @@ def grid_list(text: str, flag: str) -> list[int]:
             raise InputError(
                 f"{flag} {item!r} is not a range; allowed: START:STOP:COUNT, e.g. 1:256:64 or 1k:128k:64"
             )
-        lo, hi = int_list(parts[0], flag)[0], int_list(parts[1], flag)[0]
-        count = int_list(parts[2], f"{flag} range count")[0]
+        lo, hi = parse_int(parts[0], flag), parse_int(parts[1], flag)
+        count = parse_int(parts[2], f"{flag} range count", 1, MAX_LIST)
         if hi < lo or count > hi - lo + 1:
             raise InputError(
                 f"{flag} {item!r}: need STOP >= START and COUNT <= STOP - START + 1 distinct integers"
             )
-        values = np.geomspace(lo, hi, count).round().astype(int) if count > 1 else np.array([lo])
+        if len(out) + count > MAX_LIST:
+            raise InputError(f"{flag} {_short(text)} has more than {MAX_LIST:,} values; allowed: at most "
+                             f"{MAX_LIST:,}")
+        values = np.geomspace(lo, hi, count).round().astype(np.int64) if count > 1 else np.array([lo])
         for i in range(1, len(values)):  # keep COUNT distinct values: step up where rounding repeats
             values[i] = max(values[i], values[i - 1] + 1)
         if values[-1] > hi:
-            values = np.linspace(lo, hi, count).round().astype(int)
+            values = np.linspace(lo, hi, count).round().astype(np.int64)
         out.extend(int(v) for v in values)
     return sorted(set(out))
 
 
 def gamma_list(text: str) -> list[int] | str:
     """Parse ``--gamma``: 'auto' or a comma-separated list of integers in 1..16."""
-    from magicdec_model.perfmodel.speculative import GAMMA_MAX, check_gamma
+    from magicdec_model.perfmodel.speculative import GAMMA_MAX
 
-    if text.strip().lower() == "auto":
+    if str(text).strip().lower() == "auto":
         return "auto"
-    values = []
-    for raw in text.split(","):
-        try:
-            values.append(check_gamma(int(raw.strip())))
-        except ValueError:
-            raise InputError(
-                f"--gamma {raw.strip()!r} is not an integer; allowed: 1..{GAMMA_MAX} or auto"
-            ) from None
-    return values
+    try:
+        return parse_int_list(text, "--gamma", 1, GAMMA_MAX)
+    except InputError:
+        raise InputError(
+            f"--gamma {_short(text)} is not allowed; allowed: integers 1..{GAMMA_MAX}, comma-separated, "
+            f"or auto"
+        ) from None
 
 
 def acceptance_value(text: str | None) -> float | None:
     """Parse ``--acceptance``: a number in [0, 1), or None to use the acceptance table."""
-    from magicdec_model.perfmodel.acceptance import check_acceptance
-
     if text is None or text.strip().lower() in ("", "table", "auto"):
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"--acceptance {text!r} is not a number; allowed: 0 <= a < 1") from None
-    return check_acceptance(value)
+    return parse_float(text, "--acceptance", 0.0, 1.0, hi_open=True)
+
+
+def _short(text: str, n: int = 60) -> str:
+    r = repr(str(text))
+    return r if len(r) <= n else r[: n - 3] + "..."
 
 
 Model = Annotated[
     str, typer.Option("--model", "-m", help="Target: registry name or path to a config.json.")
 ]
 DraftOpt = Annotated[
-    str, typer.Option("--draft", help="'self' (target with a budget KV) or a registry draft model.")
+    str, typer.Option("--draft", help="'self' (target with a budget KV), a registry draft model, "
+                      "'eagle' (an EAGLE head), 'mtp' (the model's MTP module) or 'ngram'.")
 ]
 KvBudget = Annotated[
     str, typer.Option("--kv-budget", help="Draft KV budget(s) in tokens, comma-separated.")
 ]
 KvMethod = Annotated[
-    str, typer.Option("--kv-method", help="Draft KV: streamingllm, snapkv or full.")
+    str, typer.Option("--kv-method", help="Draft KV: streamingllm, snapkv, full, or auto (streamingllm "
+                      "for self and model drafts, full for EAGLE/MTP heads).")
 ]
 Hardware = Annotated[
     str, typer.Option("--hardware", help="Profile name (see 'hardware list') or a .toml path.")
@@ -147,3 +134,54 @@ AcceptanceTable = Annotated[
 Ideal = Annotated[
     bool, typer.Option("--ideal", help="Speed of light: datasheet peaks, no efficiencies or fixed costs.")
 ]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option("--engine", help="Serving-engine profile: name (see 'engines list') or a .toml from "
+                 "'calibrate'; default: generic."),
+]
+WeightDtype = Annotated[
+    str, typer.Option("--weight-dtype", help="Weights: native (the checkpoint's), bf16, fp16, fp8, "
+                      "int4 (group-128 scales) or mxfp4.")
+]
+KvDtype = Annotated[str, typer.Option("--kv-dtype", help="KV cache: native (the activations'), bf16 or fp8.")]
+AcceptLen = Annotated[
+    float | None,
+    typer.Option("--accept-len", help="Mean tokens per SD step, bonus included (as EAGLE papers "
+                 "report); needs a fixed --gamma."),
+]
+PositionAcceptance = Annotated[
+    str | None,
+    typer.Option("--position-acceptance", help="Per-position acceptance rates, comma-separated "
+                 "(P(draft token i accepted), non-increasing)."),
+]
+DraftFraction = Annotated[
+    float, typer.Option("--draft-fraction", help="Fraction of steps in which the draft proposes "
+                        "(n-gram: steps with a match); the rest verify one token.")
+]
+VerifyTokens = Annotated[
+    int | None,
+    typer.Option("--verify-tokens", help="Tree verification: tokens (tree nodes) verified per "
+                 "sequence per step; --gamma is the tree's depth. Default: a chain of gamma+1."),
+]
+DraftVocab = Annotated[
+    int | None,
+    typer.Option("--draft-vocab", help="EAGLE head: its reduced draft vocabulary (default: the target's)."),
+]
+ExpertParallel = Annotated[
+    bool, typer.Option("--expert-parallel", help="MoE: whole experts per GPU (E/G) instead of each "
+                       "expert split over the GPUs.")
+]
+
+
+def float_list(text: str | None, flag: str) -> list[float] | None:
+    """Parse a comma-separated list of numbers (None passes through)."""
+    if text is None:
+        return None
+    out = []
+    for raw in text.split(","):
+        try:
+            out.append(float(raw))
+        except ValueError:
+            raise InputError(f"{flag} {raw.strip()!r} is not a number; allowed: numbers, "
+                             f"comma-separated (e.g. 0.9,0.7,0.5)") from None
+    return out

@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from magicdec_model.perfmodel.errors import InputError
-from magicdec_model.perfmodel.sweep import Query, predict
+from magicdec_model.perfmodel.inputs import check_grid
 
 from .options import (
     Acceptance,
     AcceptanceTable,
+    AcceptLen,
     Batch,
+    DraftFraction,
     DraftOpt,
+    DraftVocab,
+    EngineOpt,
+    ExpertParallel,
     Gamma,
     Gpus,
     Hardware,
     Ideal,
     KvBudget,
+    KvDtype,
     KvMethod,
     Model,
+    PositionAcceptance,
     SeqLen,
+    VerifyTokens,
+    WeightDtype,
     acceptance_value,
+    float_list,
     gamma_list,
     guard,
     int_list,
 )
-from .output import FORMATS, emit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from magicdec_model.perfmodel.sweep import Query
 
 PREDICT_EPILOG = """\
 \b
@@ -40,7 +51,15 @@ Examples:
       --kv-budget 512 --gpus 8 --batch 32 --seq-len 8k,32k --format json
   magicdec-model predict --model path/to/config.json --hardware my-gpu.toml \\
       --batch 64 --seq-len 32k --ideal
+  magicdec-model predict --model llama-3.1-8b --hardware h100-sxm --engine vllm-h100 \\
+      --draft eagle --accept-len 2.4 --gamma 3 --batch 1,8,64
+  magicdec-model predict --model qwen3-30b-a3b --hardware h100-sxm --weight-dtype fp8 \\
+      --kv-dtype fp8 --batch 1,32 --seq-len 4k,32k
 """
+
+
+#: most rows ``predict`` prints (larger grids: ``sweep --out FILE``, written chunk by chunk)
+MAX_PREDICT_ROWS = 100_000
 
 
 def build_query(
@@ -57,8 +76,18 @@ def build_query(
     acceptance_table: str | None,
     ideal: bool,
     budget_policy: str,
+    engine: str | None = None,
+    **methods,
 ) -> Query:
-    """Parse the shared flags into a :class:`Query` (raises InputError on bad input)."""
+    """Parse the shared flags into a :class:`Query` (raises InputError on bad input).
+
+    ``methods``: weight_dtype, kv_dtype, accept_len, position_acceptance (text), draft_fraction,
+    verify_tokens, draft_vocab, expert_parallel.
+    """
+    from magicdec_model.perfmodel.sweep import Query
+    if methods.get("position_acceptance") is not None:
+        methods["position_acceptance"] = float_list(methods["position_acceptance"],
+                                                    "--position-acceptance")
     return Query(
         model=model,
         draft=draft,
@@ -73,6 +102,8 @@ def build_query(
         acceptance_table=acceptance_table,
         ideal=ideal,
         budget_policy=budget_policy,
+        engine=engine,
+        **methods,
     )
 
 
@@ -81,7 +112,7 @@ def predict_cmd(
     model: Model = "llama-3.1-8b",
     draft: DraftOpt = "self",
     kv_budget: KvBudget = "512",
-    kv_method: KvMethod = "streamingllm",
+    kv_method: KvMethod = "auto",
     hardware: Hardware = "a100-80gb-sxm",
     gpus: Gpus = "1",
     batch: Batch = "32",
@@ -90,14 +121,34 @@ def predict_cmd(
     acceptance: Acceptance = None,
     acceptance_table: AcceptanceTable = None,
     ideal: Ideal = False,
+    engine: EngineOpt = None,
+    weight_dtype: WeightDtype = "native",
+    kv_dtype: KvDtype = "native",
+    accept_len: AcceptLen = None,
+    position_acceptance: PositionAcceptance = None,
+    draft_fraction: DraftFraction = 1.0,
+    verify_tokens: VerifyTokens = None,
+    draft_vocab: DraftVocab = None,
+    expert_parallel: ExpertParallel = False,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """Predict SD speedup, step times, throughput, regime and memory fit for each (batch, seq_len)."""
+    from magicdec_model.perfmodel.engine import resolve_engine
+    from magicdec_model.perfmodel.grid import grid_rows
+    from magicdec_model.perfmodel.sweep import predict
+
+    from .output import FORMATS, emit
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r} is not one of: {', '.join(FORMATS)}")
     query = build_query(model, draft, kv_budget, kv_method, hardware, gpus, batch, seq_len,
-                        gamma, acceptance, acceptance_table, ideal, budget_policy="error")
-    emit(predict(query), fmt)
+                        gamma, acceptance, acceptance_table, ideal, budget_policy="error",
+                        engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                        accept_len=accept_len, position_acceptance=position_acceptance,
+                        draft_fraction=draft_fraction, verify_tokens=verify_tokens,
+                        draft_vocab=draft_vocab, expert_parallel=expert_parallel)
+    check_grid(grid_rows(query), MAX_PREDICT_ROWS, "the grid",
+               "use 'sweep --out FILE' for larger grids: it writes chunk by chunk")
+    emit(predict(query), fmt, engine=resolve_engine(query.engine, query.ideal))
 
 
 @guard
@@ -106,7 +157,7 @@ def sweep_cmd(
     model: Model = "llama-3.1-8b",
     draft: DraftOpt = "self",
     kv_budget: KvBudget = "512",
-    kv_method: KvMethod = "streamingllm",
+    kv_method: KvMethod = "auto",
     hardware: Hardware = "a100-80gb-sxm",
     gpus: Gpus = "1",
     batch: Batch = "1,2,4,8,16,32,64,128,256",
@@ -115,32 +166,36 @@ def sweep_cmd(
     acceptance: Acceptance = None,
     acceptance_table: AcceptanceTable = None,
     ideal: Ideal = False,
+    engine: EngineOpt = None,
+    weight_dtype: WeightDtype = "native",
+    kv_dtype: KvDtype = "native",
+    accept_len: AcceptLen = None,
+    position_acceptance: PositionAcceptance = None,
+    draft_fraction: DraftFraction = 1.0,
+    verify_tokens: VerifyTokens = None,
+    draft_vocab: DraftVocab = None,
+    expert_parallel: ExpertParallel = False,
 ) -> None:
     """Write the whole grid (every flag's cross product) to CSV or Parquet.
 
     Unlike predict, a budget not below a sequence length is allowed here: the draft then reads
-    the full KV, and the row's notes say so.
+    the full KV, and the row's notes say so.  The grid is evaluated and written chunk by chunk
+    (bounded memory) to a temporary file renamed onto --out when complete; the file is locked
+    while it is written.
     """
-    path = Path(out)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise InputError(f"--out {out!r} must end in .csv or .parquet")
-    if not path.parent.exists():
-        raise InputError(f"--out {out!r}: folder {str(path.parent)!r} does not exist")
+    from magicdec_model.perfmodel.gridfile import human_bytes
+    from magicdec_model.perfmodel.outfiles import check_out_file
+
+    from .sweep_file import write_sweep
+    path = check_out_file(out, (".csv", ".parquet"))
     query = build_query(model, draft, kv_budget, kv_method, hardware, gpus, batch, seq_len,
-                        gamma, acceptance, acceptance_table, ideal, budget_policy="cap")
-    df = predict(query)
-    if suffix == ".parquet":
-        try:
-            df.to_parquet(path, index=False)
-        except ImportError:
-            raise InputError(
-                "--out *.parquet needs pyarrow: pip install 'magicdec-model[parquet]'"
-            ) from None
-    else:
-        df.to_csv(path, index=False)
-    best = df.loc[df["speedup"].idxmax()]
-    typer.echo(
-        f"wrote {len(df)} rows to {path}; best speedup {best['speedup']:.2f} at batch "
-        f"{best['batch']}, seq_len {best['seq_len']}, gamma {best['gamma']}"
-    )
+                        gamma, acceptance, acceptance_table, ideal, budget_policy="cap",
+                        engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                        accept_len=accept_len, position_acceptance=position_acceptance,
+                        draft_fraction=draft_fraction, verify_tokens=verify_tokens,
+                        draft_vocab=draft_vocab, expert_parallel=expert_parallel)
+    res = write_sweep(query, path)
+    best = res.best
+    where = (f"; best speedup {best['speedup']:.2f} at batch {best['batch']}, seq_len "
+             f"{best['seq_len']}, gamma {best['gamma']}") if best else ""
+    typer.echo(f"wrote {res.rows:,} rows to {path} ({human_bytes(res.bytes)}){where}")

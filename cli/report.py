@@ -3,29 +3,33 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from magicdec_model.perfmodel.errors import InputError
-from magicdec_model.perfmodel.report import build_report, write_report
-from magicdec_model.perfmodel.strategy import cross_strategies
-from magicdec_model.perfmodel.sweep import Query
+from magicdec_model.perfmodel.inputs import check_grid, grid_size
 
 from .options import (
     Acceptance,
     AcceptanceTable,
+    EngineOpt,
+    ExpertParallel,
     Gamma,
     Hardware,
     Ideal,
+    KvDtype,
     Model,
+    WeightDtype,
     acceptance_value,
     gamma_list,
     grid_list,
     guard,
     int_list,
 )
+
+#: most heatmap cells (strategies x batches x sequence lengths) of one report
+MAX_REPORT_CELLS = 250_000
 
 REPORT_EPILOG = """\
 \b
@@ -52,7 +56,8 @@ def report_cmd(
     out: Annotated[str, typer.Option("--out", help="Output HTML file (self-contained, opens offline).")],
     model: Model = "llama-3.1-8b",
     draft: Annotated[
-        str, typer.Option("--draft", help="Draft(s), comma-separated: 'self' and/or registry models.")
+        str, typer.Option("--draft", help="Draft(s), comma-separated: 'self', registry models, 'eagle', "
+                          "'mtp', 'ngram'.")
     ] = "self",
     kv_budget: Annotated[
         str, typer.Option("--kv-budget", help="Draft KV budget(s) in tokens, comma-separated.")
@@ -72,14 +77,18 @@ def report_cmd(
     acceptance: Acceptance = None,
     acceptance_table: AcceptanceTable = None,
     ideal: Ideal = False,
+    engine: EngineOpt = None,
+    weight_dtype: WeightDtype = "native",
+    kv_dtype: KvDtype = "native",
+    expert_parallel: ExpertParallel = False,
 ) -> None:
     """Write an HTML report: speedup heatmaps, regimes, KV share, step ratios, throughput vs latency."""
+    from magicdec_model.perfmodel.outfiles import OutputLock, check_out_file
+    from magicdec_model.perfmodel.report import build_report, write_report
+    from magicdec_model.perfmodel.strategy import cross_strategies
+    from magicdec_model.perfmodel.sweep import Query
     t0 = time.perf_counter()
-    path = Path(out)
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise InputError(f"--out {out!r} must end in .html")
-    if not path.parent.exists():
-        raise InputError(f"--out {out!r}: folder {str(path.parent)!r} does not exist")
+    path = check_out_file(out, (".html", ".htm"))
     gpu_counts = int_list(gpus, "--gpus")
     if len(gpu_counts) != 1:
         raise InputError(f"--gpus {gpus!r}: a report takes one GPU count; allowed: one positive integer")
@@ -90,10 +99,15 @@ def report_cmd(
         model=model, batch=grid_list(batch, "--batch"), seq_len=grid_list(seq_len, "--seq-len"),
         hardware=hardware, gpus=gpu_counts, gamma=gamma_list(gamma),
         acceptance=acceptance_value(acceptance), acceptance_table=acceptance_table, ideal=ideal,
-        budget_policy="cap",
+        budget_policy="cap", engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+        expert_parallel=expert_parallel,
     )
-    rep = build_report(query, strategies)
-    write_report(path, rep)
+    check_grid(grid_size(len(strategies), len(query.batch), len(query.seq_len)), MAX_REPORT_CELLS,
+               "the report (strategies x batches x sequence lengths)",
+               "fewer values or a coarser range; 'sweep --out FILE' writes any grid")
+    with OutputLock(path):
+        rep = build_report(query, strategies)
+        write_report(path, rep)
     size_mb = path.stat().st_size / 1e6
     typer.echo(
         f"wrote {path} ({size_mb:.1f} MB): {len(rep.figures)} figures, {len(strategies)} strategies x "

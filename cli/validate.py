@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from magicdec_model.perfmodel.errors import InputError
+from magicdec_model.perfmodel.inputs import parse_int_list
 
-from .options import Batch, KvBudget, KvMethod, SeqLen, guard, int_list
+from .options import Batch, EngineOpt, KvBudget, SeqLen, guard, int_list
 
 VALIDATE_EPILOG = """\
 \b
@@ -26,6 +26,7 @@ Examples:
 """
 
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+KvMethod = Annotated[str, typer.Option("--kv-method", help="Self-draft KV: streamingllm or snapkv.")]
 ValModel = Annotated[str, typer.Option("--model", "-m", help="Target: registry name or config.json path.")]
 Layers = Annotated[int, typer.Option("--layers", help="Decoder layers to build and time (a slice).")]
 ValGamma = Annotated[str, typer.Option("--gamma", help="Speculation length(s) 1..16, comma-separated.")]
@@ -76,11 +77,13 @@ def validate_cmd(
     gpus: ValGpus = 1,
     threads: Threads = 0,
     checkpoint: Checkpoint = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Time the real kernels, fit a hardware profile, compare predicted with measured SD steps."""
+    from magicdec_model.perfmodel.speculative import GAMMA_MAX
     from magicdec_model.validate.run import ValidateConfig, check_config
 
-    gammas = int_list(gamma, "--gamma")
+    gammas = parse_int_list(gamma, "--gamma", 1, GAMMA_MAX)
     cfg = ValidateConfig(
         device=device.lower(), model=model, layers=layers, batch=int_list(batch, "--batch"),
         seq_len=int_list(seq_len, "--seq-len"), kv_budget=int_list(kv_budget, "--kv-budget"),
@@ -88,7 +91,7 @@ def validate_cmd(
         acceptance=acceptance if (acceptance is not None or checkpoint) else 0.8, out=out, resume=resume,
         new_tokens=new_tokens, backend=backend.lower(), cuda_graph=cuda_graph,
         start_profile=start_profile, seed=seed, gpus=gpus, threads=threads,
-        checkpoint=checkpoint,
+        checkpoint=checkpoint, engine=engine,
     )
     check_config(cfg)
     if gpus > 1 and "WORLD_SIZE" not in os.environ:
@@ -140,7 +143,8 @@ def run_config(cfg) -> None:
           f"{cfg.out / 'measurements.csv'}, {summary.failed} failed (oom/error)")
     for f in summary.files:
         print(f"wrote {f}")
-    print(f"predict with it: magicdec-model predict --hardware {summary.profile_path} ...")
+    engine = f" --engine {summary.engine_path}" if summary.engine_path else ""
+    print(f"predict with it: magicdec-model predict --hardware {summary.profile_path}{engine} ...")
     print(summary.last_line())
 
 
@@ -159,10 +163,9 @@ def _launch_torchrun(gpus: int) -> int:
 
 def validate_main(argv: list[str] | None = None) -> None:
     """Entry of ``python -m magicdec_model.validate`` (what torchrun starts on every rank)."""
+    from .exits import run_command
+
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command()(validate_cmd)
-    try:
-        app(args=argv, prog_name="python -m magicdec_model.validate")
-    except InputError as exc:  # pragma: no cover - guard handles it inside the command
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    cmd = typer.main.get_command(app)
+    run_command(cmd.main, args=argv, prog_name="python -m magicdec_model.validate")

@@ -4,24 +4,36 @@ Typical use::
 
     from magicdec_model.perfmodel import Query, predict
     df = predict(Query(model="llama-3.1-8b", batch=[32, 64], seq_len=[32000], gpus=[8]))
+
+The names below load their module on first use, so importing one light module of the package
+(``errors``, ``inputs``) does not import pandas (the command line starts faster).
 """
 
-from .architecture import ModelArch, builtin_model_names, from_hf_config, get_model, load_hf_config
-from .errors import InputError
-from .hardware import HardwareProfile, builtin_hardware_names, load_profile
-from .sweep import RESULT_COLUMNS, Query, predict
+from __future__ import annotations
 
-__all__ = [
-    "RESULT_COLUMNS",
-    "HardwareProfile",
-    "InputError",
-    "ModelArch",
-    "Query",
-    "builtin_hardware_names",
-    "builtin_model_names",
-    "from_hf_config",
-    "get_model",
-    "load_hf_config",
-    "load_profile",
-    "predict",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ModelArch": "architecture",
+    "builtin_model_names": "architecture",
+    "from_hf_config": "architecture",
+    "get_model": "architecture",
+    "load_hf_config": "architecture",
+    "InputError": "errors",
+    "HardwareProfile": "hardware",
+    "builtin_hardware_names": "hardware",
+    "load_profile": "hardware",
+    "RESULT_COLUMNS": "sweep",
+    "Query": "sweep",
+    "predict": "sweep",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .inputs import read_csv
 
 DEFAULT_ACCEPTANCE = 0.8
 COLUMNS = ("model", "draft", "method", "budget", "seq_len", "acceptance", "dataset", "source")
@@ -45,18 +46,35 @@ def _validate(df: pd.DataFrame, origin: str) -> pd.DataFrame:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(
-                f"acceptance table {origin}: row {row + 1} has {col}={df[col].iloc[row]!r}, "
+                f"acceptance table {origin}: row {row + 1} has {col}={str(df[col].iloc[row])!r}, "
                 f"not a number"
             )
         df[col] = values
-    acc = df["acceptance"].to_numpy()
-    if ((acc < 0) | (acc > 1)).any():
-        row = int(np.flatnonzero((acc < 0) | (acc > 1))[0])
+    checks = (
+        ("acceptance", lambda v: np.isfinite(v) & (v >= 0) & (v <= 1), "a number in [0, 1]"),
+        ("seq_len", lambda v: np.isfinite(v) & (v > 0) & (np.mod(v, 1) == 0),
+         "a positive integer (tokens)"),
+        ("budget", lambda v: np.isfinite(v) & (v >= 0) & (np.mod(v, 1) == 0),
+         "an integer >= 0 (tokens; 0 for full-KV drafts)"),
+    )
+    for col, ok, allowed in checks:
+        values = df[col].to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            bad = ~ok(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"acceptance table {origin}: row {row + 1} has {col}={df[col].iloc[row]}; allowed: "
+                f"{allowed}"
+            )
+    methods = df["method"].astype(str).str.strip().str.lower()
+    unknown = ~methods.isin(KV_METHODS)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
         raise InputError(
-            f"acceptance table {origin}: row {row + 1} has acceptance={acc[row]}; allowed: [0, 1]"
+            f"acceptance table {origin}: row {row + 1} has method={df['method'].iloc[row]!r}; allowed: "
+            f"{', '.join(KV_METHODS)}"
         )
-    if (df["seq_len"] <= 0).any():
-        raise InputError(f"acceptance table {origin}: seq_len must be positive")
     for col in ("model", "draft", "method", "dataset", "source"):
         df[col] = df[col].astype(str).str.strip()
     df["method"] = df["method"].str.lower()
@@ -77,12 +95,7 @@ def load_table(path: str | Path | None = None) -> pd.DataFrame:
     if path is None:
         return base
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"acceptance table {str(p)!r} does not exist")
-    try:
-        user = pd.read_csv(p)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"acceptance table {p}: not a readable CSV ({exc})") from None
+    user = read_csv(p, "acceptance table")
     return pd.concat([_validate(user, str(p)).assign(origin="user"), base], ignore_index=True)
 
 

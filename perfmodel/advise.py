@@ -4,15 +4,18 @@ Candidates for a target model:
 
 * self-speculation with a StreamingLLM or SnapKV draft KV of 128..4096 tokens;
 * every registry model of the target's tokenizer family with fewer parameters, with a full KV and
-  with StreamingLLM budgets.
+  with StreamingLLM budgets;
+* an EAGLE head, the model's MTP module where it has one, and n-gram prompt lookup (acceptance
+  from the published figures of ``data/acceptance_methods.csv`` or a per-kind default, named).
 
 Each is predicted with :func:`strategy.predict_strategies` (gamma chosen per candidate).  A
 candidate is eligible when its weights and KV caches fit in memory and, if a latency budget is
 given, its SD per-token latency meets it.  Eligible candidates are ranked by speedup.
 
-Why SD loses is read off MagicDec's Eq. 1, speedup = Omega / (gamma T_D/T_T + T_V/T_T): each of the
-three terms is set to its ideal in turn (drafting free, verification as cheap as one decode step,
-every draft token accepted) and the term whose ideal helps most is named as the one that dominates.
+Why SD loses is read off MagicDec's Eq. 1 with the engine's loop term, speedup = Omega /
+(gamma T_D/T_T + T_V/T_T + T_loop/T_T): each term is set to its ideal in turn (drafting free,
+verification as cheap as one decode step, every draft token accepted, no loop bookkeeping) and the
+term whose ideal helps most is named as the one that dominates.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pandas as pd
 
 from .architecture import builtin_model, builtin_model_names, get_model, tokenizer_family
 from .errors import InputError
+from .intervals import LEVEL
 from .parallel import shard
 from .strategy import Strategy, predict_strategies
 from .sweep import Query
@@ -43,6 +47,8 @@ class Advice:
     verdict: str
     worth_it: bool
     notes: list[str] = field(default_factory=list)
+    #: the top candidate's 80 % speedup interval contains 1.0: SD may or may not pay
+    uncertain: bool = False
 
 
 def candidates(target_name: str, gpus: int, seq_len: int) -> tuple[list[Strategy], list[str]]:
@@ -72,6 +78,13 @@ def candidates(target_name: str, gpus: int, seq_len: int) -> tuple[list[Strategy
         for b in BUDGETS:
             if b < seq_len:
                 out.append(Strategy(d.name, "streamingllm", b))
+    # today's drafts: an EAGLE head, the model's own MTP module, n-gram prompt lookup
+    out.append(Strategy("eagle", "full", 0))
+    if target.mtp_layers:
+        out.append(Strategy("mtp", "full", 0))
+    else:
+        skipped.append(f"mtp: {target.name} has no multi-token-prediction module")
+    out.append(Strategy("ngram", "full", 0))
     return out, skipped
 
 
@@ -80,11 +93,13 @@ def _why(row: pd.Series) -> str:
     omega = row["expected_tokens"]
     draft_term = row["draft_cost"]
     verify_term = row["verify_cost"]
+    loop_term = row.get("loop_cost", 0.0)
     g = row["gamma"]
     gain = {
-        "draft": omega / verify_term,
-        "verify": omega / (draft_term + 1.0),
-        "acceptance": (g + 1.0) / (draft_term + verify_term),
+        "draft": omega / (verify_term + loop_term),
+        "verify": omega / (draft_term + 1.0 + loop_term),
+        "acceptance": (g + 1.0) / (draft_term + verify_term + loop_term),
+        "loop": omega / (draft_term + verify_term),
     }
     worst = max(gain, key=gain.get)
     if worst == "draft":
@@ -99,6 +114,9 @@ def _why(row: pd.Series) -> str:
     if worst == "verify":
         return (f"verification is expensive: T_verify / T_target = {verify_term:.2f} for "
                 f"{g + 1} tokens, because the verify step is {row['regime_verify']}-bound")
+    if worst == "loop":
+        return (f"the engine's SD-loop bookkeeping costs {loop_term:.2f} of a target step per "
+                f"iteration (T_loop / T_target)")
     return (f"acceptance {row['acceptance']:.2f} yields only {omega:.2f} tokens per verify step "
             f"out of a possible {g + 1}")
 
@@ -113,6 +131,8 @@ def advise(
     acceptance: float | None = None,
     acceptance_table: str | None = None,
     ideal: bool = False,
+    engine: str | None = None,
+    **options: object,
 ) -> Advice:
     """Rank draft strategies for one workload (``seq_len`` tokens, ``latency_budget_s`` s/token)."""
     if latency_budget_s is not None and not latency_budget_s > 0:
@@ -122,12 +142,19 @@ def advise(
             raise InputError(f"{flag} {v!r} must be one positive integer")
     shard(get_model(model), gpus)  # a bad TP split of the target is bad input, not a skip
     strategies, skipped = candidates(model, gpus, seq_len)
+    if not strategies:
+        raise InputError(
+            f"--seq-len {seq_len}: no draft strategy to rank for {get_model(model).name} (self-drafts "
+            f"need a budget below seq_len, the smallest is {BUDGETS[0]}, and no smaller registry model "
+            f"shares its tokenizer); allowed: --seq-len above {BUDGETS[0]}"
+        )
     base = Query(model=model, batch=[batch], seq_len=[seq_len], hardware=hardware, gpus=[gpus],
                  acceptance=acceptance, acceptance_table=acceptance_table, ideal=ideal,
-                 budget_policy="cap")
+                 budget_policy="cap", engine=engine, **options)
     df = predict_strategies(base, strategies)
     df["draft_cost"] = df["gamma"] * df["t_draft_s"] / df["t_target_s"]
     df["verify_cost"] = df["t_verify_s"] / df["t_target_s"]
+    df["loop_cost"] = df["t_sd_loop_s"] / df["t_target_s"]
     meets = np.ones(len(df), bool)
     if latency_budget_s is not None:
         meets = df["latency_sd_s"].to_numpy() <= latency_budget_s
@@ -173,12 +200,23 @@ def advise(
             verdict = (f"SD is not worth it here: the best candidate, {top['strategy']} (gamma "
                        f"{top['gamma']}), reaches only {top['speedup']:.2f}x (< {WORTH_IT}); "
                        f"{_why(top)}.")
-    return Advice(df, skipped, verdict, worth, notes)
+    uncertain = False
+    if not eligible.empty:
+        top = eligible.iloc[0]
+        lo, hi = float(top["speedup_lo"]), float(top["speedup_hi"])
+        if lo < 1.0 < hi:
+            uncertain = True
+            verdict += (f" Uncertain: its {LEVEL:.0%} interval {lo:.2f}-{hi:.2f}x straddles 1.0 "
+                        f"(engine {top['engine']}); whether SD pays depends on the engine's overheads: "
+                        f"calibrate the engine on your measured AR steps (magicdec-model calibrate).")
+    return Advice(df, skipped, verdict, worth, notes, uncertain)
 
 
 ADVICE_COLUMNS = (
     "rank", "strategy", "draft", "kv_method", "kv_budget", "gamma", "acceptance", "speedup",
+    "speedup_lo", "speedup_hi", "engine",
     "throughput_sd_tok_s", "throughput_ar_tok_s", "latency_sd_s", "latency_ar_s",
     "memory_per_gpu_bytes", "fits_memory", "meets_latency", "draft_cost", "verify_cost",
+    "loop_cost",
     "expected_tokens", "acceptance_source", "why_excluded",
 )

@@ -1,19 +1,27 @@
-"""Per-op breakdown of one step at one point: FLOPs, bytes, time and regime of every op."""
+"""Per-op breakdown of one step at one point: FLOPs, bytes, time and regime of every op, and the
+engine's software cost of the step as rows of their own."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .architecture import get_model
 from .errors import InputError
-from .hardware import load_profile
 from .ops import step_ops
-from .parallel import shard
 from .roofline import op_time
-from .speculative import make_draft
+from .scenario import STEP_KINDS, resolve
+from .speculative import check_gamma
+from .sweep import Query
 
-STEPS = ("target", "verify", "draft")
+#: The steps ``breakdown`` shows (the SD steps of :mod:`scenario`).
+STEPS = STEP_KINDS
+#: Rows for the engine's terms of one step: (row name, term, what multiplies it).
+ENGINE_ROWS = (
+    ("engine_host_step", "host_step_s", "step"),
+    ("engine_host_seq", "host_per_seq_s", "batch"),
+    ("engine_per_token", "per_token_s", "tokens"),
+    ("engine_launch", "launch_s", "kernels"),
+)
 
 
 def step_breakdown(
@@ -25,43 +33,63 @@ def step_breakdown(
     hardware: str = "a100-80gb-sxm",
     gamma: int = 3,
     draft: str = "self",
-    kv_method: str = "streamingllm",
+    kv_method: str = "auto",
     kv_budget: int = 512,
     ideal: bool = False,
+    engine: str | None = None,
+    **options: object,
 ) -> pd.DataFrame:
     """One row per op of the chosen step (``target``, ``verify`` or ``draft``) at one point.
 
-    Columns: op, op_class, count, flops (FLOP per step), bytes (per step), comm_bytes, time_s
-    (seconds per step), share (of the step), regime (memory/compute/comm).  Per GPU.
+    ``options`` are further :class:`sweep.Query` fields (formats, draft vocabulary, a tree's
+    ``verify_tokens``, ``expert_parallel``).
+
+    Columns: op, op_class (``engine`` for the engine's rows), count, flops (FLOP per step), bytes
+    (per step), comm_bytes, time_s (seconds per step), share (of the step), regime
+    (memory/compute/comm/host), engine (its name).  Per GPU.
     """
     if step not in STEPS:
         raise InputError(f"--step {step!r} is not one of: {', '.join(STEPS)}")
-    target = get_model(model)
-    hw = load_profile(hardware)
-    if ideal:
-        hw = hw.ideal()
-    if step == "draft":
-        d = make_draft(draft, target, kv_method)
-        arch, q = d.arch, 1
-        n = float(d.kv_len(kv_budget, seq_len))
-    else:
-        arch, q, n = target, (gamma + 1 if step == "verify" else 1), float(seq_len)
-    sh = shard(arch, gpus)
+    check_gamma(gamma)
+    query = Query(model=model, batch=[batch], seq_len=[seq_len], draft=draft, kv_method=kv_method,
+                  kv_budget=[kv_budget], hardware=hardware, gpus=[gpus], gamma=[gamma], ideal=ideal,
+                  engine=engine, budget_policy="cap",
+                  **({"acceptance": 0.5} if "accept_len" not in options else {}), **options)
+    scn = resolve(query)[0]
+    if step == "draft" and not scn.draft.has_forward:
+        raise InputError(f"--step draft: a {scn.draft.kind} draft runs no forward step (its host "
+                         f"cost is the engine's ngram_lookup_s per sequence)")
+    arch, sh = scn.step_model(step)
+    q, n = scn.shape(step, gamma, seq_len, kv_budget)
+    fmt = scn.draft_formats if step == "draft" else scn.formats
+    fuse = scn.draft.fuse_inputs if step == "draft" else 0
     rows = []
-    for op in step_ops(arch, sh, batch, q, n):
-        t = op_time(op, hw, sh.gpus, arch.dtype_bytes)
-        rows.append(
-            {
-                "op": op.name,
-                "op_class": op.op_class,
-                "count": op.count,
-                "flops": float(np.sum(op.flops)) * op.count,
-                "bytes": float(np.sum(op.bytes)) * op.count,
-                "comm_bytes": float(np.sum(op.comm_bytes)) * op.count,
-                "time_s": float(t.time),
-                "regime": str(t.regime.reshape(-1)[0]),
-            }
-        )
+    kernels = 0
+    for op in step_ops(arch, sh, batch, q, n, fmt, fuse):
+        t = op_time(op, scn.hardware, sh.gpus, arch.dtype_bytes)
+        active = op.op_class != "allreduce" or bool(np.any(np.asarray(op.comm_bytes) > 0))
+        kernels += op.count if active else 0
+        rows.append({
+            "op": op.name,
+            "op_class": op.op_class,
+            "count": op.count,
+            "flops": float(np.sum(op.flops)) * op.count,
+            "bytes": float(np.sum(op.bytes)) * op.count,
+            "comm_bytes": float(np.sum(op.comm_bytes)) * op.count,
+            "time_s": float(t.time),
+            "regime": str(t.regime.reshape(-1)[0]),
+        })
+    per = {"step": 1, "batch": batch, "kernels": kernels, "tokens": int(batch * float(q))}
+    for name, term, unit in ENGINE_ROWS:
+        value = scn.engine.term("draft_step_s") if (term == "host_step_s" and step == "draft") \
+            else scn.engine.term(term)
+        rows.append({"op": name, "op_class": "engine", "count": per[unit], "flops": 0.0, "bytes": 0.0,
+                     "comm_bytes": 0.0, "time_s": value * per[unit], "regime": "host"})
     df = pd.DataFrame(rows)
-    df["share"] = df["time_s"] / df["time_s"].sum()
+    # the engine rows add exactly what step_time charges (one formula: EngineProfile.step_overhead)
+    total = float(scn.step_time(step, batch, seq_len, kv_budget, gamma).time)
+    df["share"] = df["time_s"] / total
+    df["engine"] = scn.engine.name
+    df.attrs["engine"] = scn.engine
+    df.attrs["step_time_s"] = total
     return df

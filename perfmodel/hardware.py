@@ -6,7 +6,9 @@ A profile file has three tables (all values SI: FLOP/s, bytes/s, bytes, seconds)
   ``peak_flops_fp8``, ``peak_flops_fp32`` (non-tensor), ``mem_bw``, ``mem_capacity``,
   ``l2_bytes``, ``sm_count``, ``interconnect_bw_uni`` (per GPU, one direction).
 * ``[efficiency]`` - achieved fractions per op class (``gemm``, ``attention``, ``elementwise``):
-  ``<class>_bw`` of ``mem_bw`` and ``<class>_flops`` of the matching peak; ``kernel_fixed_s``
+  ``<class>_bw`` of ``mem_bw`` and ``<class>_flops`` of the matching peak; optionally ``gemv_bw``,
+  the bandwidth fraction of a projection over a single activation row (one token: BLAS runs it
+  as a matrix-vector kernel; absent = ``gemm_bw``); ``kernel_fixed_s``
   (fixed cost per kernel); ``allreduce_latency_s`` (base), ``allreduce_hop_latency_s`` (per ring
   step, 2(G-1) steps) and ``allreduce_busbw`` (NCCL bus bandwidth).
 * ``[sources]`` - one string per key of the two tables above, saying where it came from.
@@ -25,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import inputs
 from .errors import InputError, closest
 
 if sys.version_info >= (3, 11):
@@ -46,6 +49,8 @@ DATASHEET_KEYS = (
     "interconnect_bw_uni",
 )
 REQUIRED_DATASHEET = ("peak_flops_bf16", "peak_flops_fp32", "mem_bw", "mem_capacity")
+#: Efficiency keys a profile may leave out (their fallback is named in the module docstring).
+OPTIONAL_EFFICIENCY = ("gemv_bw",)
 
 EFFICIENCY_KEYS = tuple(f"{c}_{k}" for c in OP_CLASSES for k in ("bw", "flops")) + (
     "kernel_fixed_s",
@@ -92,6 +97,7 @@ class HardwareProfile:
     def ideal(self) -> HardwareProfile:
         """Speed-of-light copy: every efficiency 1, no fixed costs, all-reduce at link speed."""
         eff = {f"{c}_{k}": 1.0 for c in OP_CLASSES for k in ("bw", "flops")}
+        eff.update({k: 1.0 for k in OPTIONAL_EFFICIENCY if k in self.efficiency})
         eff["kernel_fixed_s"] = 0.0
         eff["allreduce_latency_s"] = 0.0
         eff["allreduce_hop_latency_s"] = 0.0
@@ -111,14 +117,16 @@ def _check_number(path: str, table: str, key: str, value: Any, *, fraction: bool
 
 def profile_from_dict(doc: dict[str, Any], path: str = "<dict>") -> HardwareProfile:
     """Validate a parsed profile document and build a :class:`HardwareProfile`."""
-    for table in ("datasheet", "efficiency"):
-        if not isinstance(doc.get(table), dict):
-            raise InputError(f"profile {path}: missing table [{table}]")
-    ds_in, eff_in = doc["datasheet"], doc["efficiency"]
+    where = f"profile {path}"
+    ds_in = inputs.table(doc, "datasheet", where, required=True)
+    eff_in = inputs.table(doc, "efficiency", where, required=True)
+    sources_in = inputs.table(doc, "sources", where)
+    meta_in = inputs.table(doc, "meta", where)
     for key in set(ds_in) - set(DATASHEET_KEYS):
         raise InputError(f"profile {path}: unknown key [datasheet] {key}; allowed: {DATASHEET_KEYS}")
-    for key in set(eff_in) - set(EFFICIENCY_KEYS):
-        raise InputError(f"profile {path}: unknown key [efficiency] {key}; allowed: {EFFICIENCY_KEYS}")
+    for key in set(eff_in) - set(EFFICIENCY_KEYS) - set(OPTIONAL_EFFICIENCY):
+        raise InputError(f"profile {path}: unknown key [efficiency] {key}; allowed: "
+                         f"{EFFICIENCY_KEYS + OPTIONAL_EFFICIENCY}")
     datasheet = {k: _check_number(path, "datasheet", k, v) for k, v in ds_in.items()}
     for key in REQUIRED_DATASHEET:
         if key not in datasheet or datasheet[key] <= 0:
@@ -130,17 +138,20 @@ def profile_from_dict(doc: dict[str, Any], path: str = "<dict>") -> HardwareProf
             raise InputError(f"profile {path}: [efficiency] is missing {key}")
         frac = key.endswith("_bw") or key.endswith("_flops")
         efficiency[key] = _check_number(path, "efficiency", key, eff_in[key], fraction=frac)
+    for key in OPTIONAL_EFFICIENCY:
+        if key in eff_in:
+            efficiency[key] = _check_number(path, "efficiency", key, eff_in[key], fraction=True)
     if efficiency["allreduce_busbw"] <= 0:
         raise InputError(f"profile {path}: [efficiency] allreduce_busbw must be > 0")
-    sources = {str(k): str(v) for k, v in doc.get("sources", {}).items()}
-    name = str(doc.get("name") or Path(path).stem)
+    sources = {str(k): str(v) for k, v in sources_in.items()}
+    name = inputs.string(doc, "name", where) or Path(path).stem
     return HardwareProfile(
         name=name,
-        description=str(doc.get("description", name)),
+        description=inputs.string(doc, "description", where, default=name),
         datasheet=datasheet,
         efficiency=efficiency,
         sources=sources,
-        meta=dict(doc.get("meta", {})),
+        meta=dict(meta_in),
         path=path,
     )
 
@@ -175,33 +186,37 @@ def load_profile(spec: str) -> HardwareProfile:
         return profile_from_dict(_parse(files[spec], spec), path=spec)
     p = Path(spec)
     if spec.endswith(".toml") or p.exists():
-        if not p.is_file():
-            raise InputError(f"hardware profile file {spec!r} does not exist")
-        return profile_from_dict(_parse(p.read_text(encoding="utf-8"), str(p)), path=str(p))
+        text = inputs.read_text(p, "hardware profile file")
+        return profile_from_dict(_parse(text, str(p)), path=str(p))
     raise InputError(
         f"unknown hardware {spec!r}; closest known: {closest(spec, files)} "
         f"(see 'magicdec-model hardware list', or pass a path to a profile .toml)"
     )
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(float(v)) if isinstance(v, float) else str(v)
     if isinstance(v, dict):
-        items = (f"{_toml_value(str(k))} = {_toml_value(x)}" for k, x in v.items())
+        items = (f"{toml_key(str(k))} = {toml_value(x)}" for k, x in v.items())
         return "{ " + ", ".join(items) + " }"
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     # TOML basic string: escape backslash, quote and control characters (a newline would end it)
     text = str(v).replace("\\", "\\\\").replace('"', '\\"')
     return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", text) + '"'
 
 
+def toml_key(key: str) -> str:
+    """A TOML key: bare where it may be, else a quoted string."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_value(key)
+
+
 def profile_to_toml(profile: HardwareProfile) -> str:
     """Serialise a profile to TOML text that :func:`load_profile` reads back unchanged."""
-    lines = [f"name = {_toml_value(profile.name)}", f"description = {_toml_value(profile.description)}"]
+    lines = [f"name = {toml_value(profile.name)}", f"description = {toml_value(profile.description)}"]
     for table, values in (
         ("datasheet", profile.datasheet),
         ("efficiency", profile.efficiency),
@@ -211,5 +226,5 @@ def profile_to_toml(profile: HardwareProfile) -> str:
         if not values:
             continue
         lines.append(f"\n[{table}]")
-        lines.extend(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in values.items())
+        lines.extend(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in values.items())
     return "\n".join(lines) + "\n"

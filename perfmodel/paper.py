@@ -21,7 +21,11 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from .engine import resolve_engine
 from .sweep import Query, predict
+
+#: The engine calibrated on the paper's own measured AR steps (engines.md section 3).
+PAPER_ENGINE = "magicdec-8xa100"
 
 PAPER_GPUS = 8
 PAPER_HARDWARE = "a100-80gb-sxm"
@@ -45,6 +49,7 @@ class Comparison:
     hardware: str
     gamma_mode: str
     notes: list[str]
+    engine: str = ""
 
 
 def compare_paper(
@@ -53,6 +58,7 @@ def compare_paper(
     acceptance: float | None = None,
     acceptance_table: str | None = None,
     ideal: bool = False,
+    engine: str | None = None,
 ) -> Comparison:
     """Predict every row of the published table and compare (speedups dimensionless, errors in %)."""
     from .errors import InputError
@@ -65,7 +71,7 @@ def compare_paper(
             model=row.target, draft=row.draft, kv_method=row.kv_method, kv_budget=[int(row.kv_budget)],
             hardware=hardware, gpus=[PAPER_GPUS], batch=[int(row.batch)], seq_len=[int(row.prefill)],
             gamma="auto" if gamma == "auto" else [int(row.gamma)], acceptance=acceptance,
-            acceptance_table=acceptance_table, ideal=ideal, budget_policy="cap",
+            acceptance_table=acceptance_table, ideal=ideal, budget_policy="cap", engine=engine,
         )
         p = predict(q).iloc[0]
         err = (p["speedup"] - row.speedup) / row.speedup * 100.0
@@ -79,6 +85,8 @@ def compare_paper(
             "gamma_model": int(p["gamma"]),
             "speedup_paper": float(row.speedup),
             "speedup_model": float(p["speedup"]),
+            "speedup_model_lo": float(p["speedup_lo"]),
+            "speedup_model_hi": float(p["speedup_hi"]),
             "error_pct": float(err),
             "acceptance": float(p["acceptance"]),
             "acceptance_source": str(p["acceptance_source"]),
@@ -92,4 +100,4 @@ def compare_paper(
         f"draft KV budget: {paper_table()['budget_note'].iloc[0]}",
         "predicted at seq_len = prefill (the context grows by the generated tokens in the paper's runs)",
     ]
-    return Comparison(rows, mape, hardware, gamma, notes)
+    return Comparison(rows, mape, hardware, gamma, notes, resolve_engine(engine, ideal).name)

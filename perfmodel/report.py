@@ -8,7 +8,11 @@ Figures (keys of :attr:`Report.figures`):
   sequence length curve;
 * ``kv_share`` - share of the target step spent reading the KV cache vs seq_len, per batch;
 * ``step_ratios`` - T_verify/T_target and T_draft/T_target vs batch, per seq_len;
-* ``throughput_latency`` - throughput vs per-token latency, AR and SD, along batch.
+* ``throughput_latency`` - throughput vs per-token latency, AR and SD, along batch;
+* ``speedup_interval`` - speedup vs seq_len for a few batch sizes, the engine's 80 % prediction
+  interval shaded around each line;
+* ``strategy_map`` - over batch x seq_len, which kind of draft (self sparse-KV, small model,
+  EAGLE head, MTP module, n-gram, or none: autoregressive) wins, and by how much.
 
 The predictions come from :func:`strategy.predict_strategies` (one vectorised ``predict`` call per
 draft); this module only reshapes and draws them.  Units: SI inside, ms / GB / tok/s in the figures.
@@ -31,8 +35,10 @@ from plotly.subplots import make_subplots
 
 from .advise import WORTH_IT
 from .architecture import get_model
+from .engine import resolve_engine
 from .errors import InputError
 from .hardware import HardwareProfile, load_profile
+from .outfiles import atomic_write_text
 from .strategy import Strategy, predict_strategies
 from .sweep import MEMORY_UTILIZATION, Query
 
@@ -53,6 +59,8 @@ _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 _HOVER = (
     ("gamma", "best gamma", "%d"),
     ("speedup", "speedup", ".3f"),
+    ("speedup_lo", "speedup, 80% interval low", ".3f"),
+    ("speedup_hi", "speedup, 80% interval high", ".3f"),
     ("t_target_ms", "T_target (ms)", ".3f"),
     ("t_draft_ms", "T_draft (ms)", ".3f"),
     ("t_verify_ms", "T_verify (ms)", ".3f"),
@@ -110,6 +118,8 @@ def _to_grid(df: pd.DataFrame, strategy: Strategy) -> Grid:
     arrays = {
         "gamma": col("gamma").astype(float),
         "speedup": col("speedup"),
+        "speedup_lo": col("speedup_lo"),
+        "speedup_hi": col("speedup_hi"),
         "t_target_ms": col("t_target_s") * 1e3,
         "t_draft_ms": col("t_draft_s") * 1e3,
         "t_verify_ms": col("t_verify_s") * 1e3,
@@ -426,6 +436,113 @@ def tradeoff_figure(grids: list[Grid]) -> go.Figure:
     return fig
 
 
+def interval_figure(grids: list[Grid], engine: str) -> go.Figure:
+    """Speedup vs seq_len for a few batch sizes with the 80 % prediction interval shaded."""
+    fig = go.Figure()
+    for si, g in enumerate(grids):
+        dash = _DASHES[si % len(_DASHES)]
+        for n, i in enumerate(_pick(len(g.batch), MAX_LINES // 2)):
+            ok = g.fits[i]
+            if not ok.any():
+                continue
+            color = _PALETTE[n % len(_PALETTE)]
+            x = g.seq_len[ok]
+            a = g.arrays
+            lo, mid, hi = a["speedup_lo"][i, ok], a["speedup"][i, ok], a["speedup_hi"][i, ok]
+            group = f"{si}-{i}"
+            fig.add_trace(go.Scatter(
+                x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
+                fillcolor=color, opacity=0.18, line={"width": 0}, hoverinfo="skip",
+                legendgroup=group, showlegend=False, name=f"80% interval, batch {g.batch[i]}",
+            ))
+            fig.add_trace(go.Scatter(
+                x=x, y=mid, mode="lines+markers", marker={"size": 4}, line={"color": color, "dash": dash},
+                legendgroup=group, name=f"batch {g.batch[i]}, {g.strategy.label}",
+                customdata=np.stack([np.full(x.shape, g.batch[i]), x, mid.round(4), lo.round(4),
+                                     hi.round(4), a["gamma"][i, ok]], axis=-1).astype(float),
+                hovertemplate=(f"{g.strategy.label}<br>batch %{{customdata[0]}}, seq_len "
+                               "%{customdata[1]:,} tokens<br>speedup %{customdata[2]:.3f} "
+                               "(80% interval %{customdata[3]:.3f}-%{customdata[4]:.3f})<br>"
+                               "best gamma: %{customdata[5]}<extra></extra>"),
+            ))
+    fig.add_hline(y=1.0, line={"color": "black", "width": 1, "dash": "dot"})
+    fig.update_layout(
+        title={"text": f"Speedup with its 80% prediction interval (shaded) under engine {engine} "
+                       "(colour: batch size; dash: draft strategy)"},
+        xaxis=_axis("sequence length (tokens)", grids[0].seq_len),
+        yaxis={"title": {"text": "speedup (x)"}}, height=500,
+    )
+    return fig
+
+
+#: Draft kinds of the strategy map, in legend order, with their colours.
+MAP_KINDS = ("none (AR)", "self sparse-KV", "small model", "eagle", "mtp", "ngram")
+_MAP_COLORS = ("#d9d9d9", "#4292c6", "#41ab5d", "#ef6548", "#807dba", "#fdae6b")
+
+
+def draft_kind(strategy: Strategy) -> str:
+    """The strategy map's kind of a strategy's draft."""
+    if strategy.draft == "self":
+        return "self sparse-KV"
+    if strategy.draft in ("eagle", "mtp", "ngram"):
+        return strategy.draft
+    return "small model"
+
+
+def strategy_map_figure(grids: list[Grid]) -> go.Figure:
+    """Per (batch, seq_len): the draft kind of highest speedup, its speedup and its margin."""
+    g0 = grids[0]
+    shape = g0.arrays["speedup"].shape
+    kinds = [k for k in MAP_KINDS[1:] if any(draft_kind(g.strategy) == k for g in grids)]
+    best = {k: np.full(shape, -np.inf) for k in kinds}
+    label = {k: np.full(shape, "", dtype=object) for k in kinds}
+    for g in grids:
+        k = draft_kind(g.strategy)
+        sp = np.where(g.fits, g.arrays["speedup"], -np.inf)
+        better = sp > best[k]
+        best[k] = np.where(better, sp, best[k])
+        label[k] = np.where(better, g.strategy.label, label[k])
+    stack = np.stack([best[k] for k in kinds])  # (kinds, nB, nS)
+    order = np.argsort(-stack, axis=0)
+    top = np.take_along_axis(stack, order[:1], axis=0)[0]
+    second = np.take_along_axis(stack, order[1:2], axis=0)[0] if len(kinds) > 1 else np.full(shape, 1.0)
+    winner = np.asarray(kinds, dtype=object)[order[0]]
+    none = ~(top >= WORTH_IT)
+    code = np.where(none, 0, [[MAP_KINDS.index(w) for w in row] for row in winner]).astype(float)
+    code[~np.isfinite(top)] = np.nan  # nothing fits in memory: no cell
+    win_label = np.where(none, "autoregressive", np.choose(order[0], [label[k] for k in kinds]))
+    margin = np.where(none, np.where(np.isfinite(top), top, np.nan),
+                      top / np.where(np.isfinite(second), np.maximum(second, 1.0), 1.0))
+    logx, logy = _is_log(g0.seq_len), _is_log(g0.batch)
+    xe, ye = _edges(g0.seq_len, logx), _edges(g0.batch, logy)
+    n = len(MAP_KINDS)
+    colorscale = []
+    for i, c in enumerate(_MAP_COLORS):
+        colorscale += [[i / n, c], [(i + 1) / n, c]]
+    runner = np.where(np.isfinite(second), second, np.nan)
+    text = np.where(np.isfinite(top), np.char.mod("%.2f", np.where(np.isfinite(top), top, 0.0)), "")
+    custom = np.stack([np.broadcast_to(g0.batch[:, None], shape).astype(float),
+                       np.broadcast_to(g0.seq_len[None, :], shape).astype(float),
+                       np.where(np.isfinite(top), top, np.nan), runner, margin], axis=-1)
+    fig = go.Figure(go.Heatmap(
+        x=xe, y=ye, z=code, zmin=-0.5, zmax=n - 0.5, colorscale=colorscale, text=text,
+        texttemplate="%{text}", customdata=custom, hovertext=win_label,
+        hovertemplate=("batch %{customdata[0]}, seq_len %{customdata[1]:,} tokens<br>best: "
+                       "%{hovertext}, speedup %{customdata[2]:.3f}<br>best of the other kinds: "
+                       "%{customdata[3]:.3f} (winner's margin x%{customdata[4]:.3f})<extra></extra>"),
+        colorbar={"tickvals": list(range(n)), "ticktext": list(MAP_KINDS), "title": {"text": "draft"}},
+        name="strategy map",
+    ))
+    fig.update_layout(
+        title={"text": f"Which draft wins: colour = kind of the best strategy (grey: none reaches "
+                       f"{WORTH_IT}x, use autoregressive decoding; blank: nothing fits in memory); "
+                       f"number = its speedup"},
+        xaxis=_axis("sequence length (tokens)", g0.seq_len, xe),
+        yaxis=_axis("batch size (sequences)", g0.batch, ye), height=520,
+    )
+    return fig
+
+
 def inputs_table(
     query: Query, hw: HardwareProfile, strategies: list[Strategy], df: pd.DataFrame
 ) -> pd.DataFrame:
@@ -444,7 +561,11 @@ def inputs_table(
     ]
     for s in strategies:
         src = "the target's own weights"
-        if s.draft != "self":
+        if s.draft in ("eagle", "mtp"):
+            src = f"a {s.draft} head on the target's hidden states (docs/model.md, draft kinds)"
+        elif s.draft == "ngram":
+            src = "n-gram prompt lookup: no GPU model; the engine's ngram_lookup_s per sequence"
+        elif s.draft != "self":
             d = get_model(s.draft)
             src = f"{d.name}: {d.param_count() / 1e9:.2f} B parameters; {d.source or d.hf_id}"
         rows.append((f"draft strategy: {s.label}", s.label, src))
@@ -457,6 +578,11 @@ def inputs_table(
         rows.append((f"datasheet {key}", f"{value:.4g}", hw.sources.get(key, "")))
     for key, value in hw.efficiency.items():
         rows.append((f"efficiency {key}", f"{value:.4g}", hw.sources.get(key, "")))
+    engine = resolve_engine(query.engine, query.ideal)
+    rows.append(("engine", f"{engine.name}: {engine.description}", engine.path or "built-in"))
+    for key in engine.parameters:
+        rows.append((f"engine {key}", f"{engine.value(key):.4g} +- {engine.stderr.get(key, 0.0):.3g}",
+                     engine.sources.get(key, "")))
     rows.append(("memory fit", f"weights + KV caches <= {MEMORY_UTILIZATION:.0%} of GPU memory", ""))
     return pd.DataFrame(rows, columns=["input", "value", "source"])
 
@@ -483,6 +609,7 @@ def best_table(grids: list[Grid]) -> pd.DataFrame:
             "batch": int(g.batch[i]),
             "gamma": int(a["gamma"][i, j]),
             "speedup": round(float(a["speedup"][i, j]), 3),
+            "80% interval": f"{a['speedup_lo'][i, j]:.2f}-{a['speedup_hi'][i, j]:.2f}",
             "SD throughput (tok/s)": round(float(a["throughput_sd"][i, j]), 1),
             "SD latency (ms/token)": round(float(a["latency_sd_ms"][i, j]), 3),
             "AR throughput (tok/s)": round(float(a["throughput_ar"][i, j]), 1),
@@ -517,6 +644,8 @@ def build_report(query: Query, strategies: list[Strategy]) -> Report:
     figures["kv_share"] = kv_share_figure(grids[0])
     figures["step_ratios"] = ratio_figure(grids)
     figures["throughput_latency"] = tradeoff_figure(grids)
+    figures["speedup_interval"] = interval_figure(grids, str(df["engine"].iloc[0]))
+    figures["strategy_map"] = strategy_map_figure(grids)
     tables = {"inputs": inputs_table(query, hw, strategies, df), "best": best_table(grids)}
     target = get_model(query.model)
     title = (f"SD design space: {target.name} on {query.gpus[0]} x {hw.name}, "
@@ -533,6 +662,12 @@ _CAPTIONS = {
                 "draft relative to the target.",
     "step_ratios": "Eq. 1 of MagicDec: speedup = Omega / (gamma T_draft/T_target + T_verify/T_target).",
     "throughput_latency": "Each point is one batch size; up and to the left is better.",
+    "strategy_map": "Over all draft strategies of the report, grouped by kind: the best kind per cell "
+                    "(memory permitting), its speedup, and in the hover its margin over the best of "
+                    "the other kinds. Acceptance of each kind as in the inputs table.",
+    "speedup_interval": "Shaded: the central 80% interval of the speedup from the engine's "
+                        "uncertainty (its calibration's covariance and residual spread, or its "
+                        "declared standard errors); acceptance is taken as given.",
 }
 
 
@@ -586,7 +721,6 @@ def _page(rep: Report) -> str:
 
 
 def write_report(path: str | Path, report: Report) -> Path:
-    """Write the report's HTML to ``path`` (UTF-8) and return the path."""
-    p = Path(path)
-    p.write_text(report.to_html(), encoding="utf-8")
-    return p
+    """Write the report's HTML to ``path`` (UTF-8, atomically: a complete file or none) and return
+    the path."""
+    return atomic_write_text(path, report.to_html())

@@ -1,66 +1,30 @@
-"""Speculative decoding: draft strategies, expected tokens per step, speedup, gamma search.
+"""Speculative decoding: expected tokens per step, the SD iteration's time, speedup (Eq. 1).
 
-With gamma drafted tokens per step, i.i.d. acceptance a, draft step time T_D, verify time T_V
-(gamma+1 tokens) and target decode time T_T (MagicDec, Eq. 1; Leviathan et al.):
+With gamma draft steps per iteration, i.i.d. acceptance a, draft step time T_D, verify time T_V
+(gamma+1 tokens, or the W nodes of a tree) and target decode time T_T (MagicDec, Eq. 1;
+Leviathan et al.):
 
     Omega(gamma, a) = (1 - a^(gamma+1)) / (1 - a)       expected tokens per step, bonus included
-    latency_sd      = (gamma * T_D + T_V) / Omega       seconds per token per sequence
+    latency_sd      = (gamma T_D + T_phase + F T_V + (1 - F) T_T + T_loop) / Omega_F
     speedup         = T_T / latency_sd
+
+T_loop is the engine's SD-loop bookkeeping per iteration (accept/reject, rollback, host syncs),
+T_phase a draft phase's fixed cost (a head's, or n-gram lookup), F the fraction of iterations in
+which the draft proposes at all (n-gram lookup finds no match in most steps: those verify one
+token, a plain decode step) and Omega_F = F Omega + (1 - F) the tokens per iteration.  Omega may
+instead come from per-position acceptance rates, r_i = P(the i-th draft token is accepted),
+Omega = 1 + sum_{i<=gamma} r_i, or be given as a measured mean accepted length tau (tokens per
+iteration over all iterations, bonus included, as EAGLE-family papers and traces report).
+docs/model.md section 6 has the sources.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .acceptance import KV_METHODS
-from .architecture import ModelArch, get_model, tokenizer_family
 from .errors import InputError
 
 GAMMA_MAX = 16
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A draft strategy: ``self`` (the target with a budget KV) or a standalone registry model."""
-
-    name: str  # "self" or the draft model's name
-    arch: ModelArch
-    kv_method: str  # "streamingllm", "snapkv" or "full"
-
-    @property
-    def is_self(self) -> bool:
-        """True for self-speculation (the target's own weights)."""
-        return self.name == "self"
-
-    def kv_len(self, budget: np.ndarray, seq_len: np.ndarray) -> np.ndarray:
-        """Tokens of KV the draft's attention reads: the budget, capped at the sequence (tokens)."""
-        S = np.asarray(seq_len, dtype=float)
-        if self.kv_method == "full":
-            return S
-        return np.minimum(np.asarray(budget, dtype=float), S)
-
-
-def make_draft(spec: str, target: ModelArch, kv_method: str) -> Draft:
-    """Resolve ``--draft`` (``self`` or a registry name/config path) and ``--kv-method``."""
-    method = kv_method.lower()
-    if method not in KV_METHODS:
-        raise InputError(f"--kv-method {kv_method!r} is not one of: {', '.join(KV_METHODS)}")
-    if spec == "self":
-        if method == "full":
-            raise InputError(
-                "--draft self with --kv-method full is the target itself: no speculation; "
-                "allowed: --kv-method streamingllm or snapkv"
-            )
-        return Draft("self", target, method)
-    arch = get_model(spec)
-    if tokenizer_family(arch) != tokenizer_family(target):
-        raise InputError(
-            f"--draft {spec!r} has vocabulary {arch.vocab_size}, the target {target.name!r} has "
-            f"{target.vocab_size}; a draft must share the target's tokenizer"
-        )
-    return Draft(arch.name, arch, method)
 
 
 def expected_tokens(acceptance: np.ndarray, gamma: np.ndarray) -> np.ndarray:
@@ -72,11 +36,58 @@ def expected_tokens(acceptance: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     return np.where(a >= 1.0, g + 1.0, omega)
 
 
-def sd_latency(
-    t_draft: np.ndarray, t_verify: np.ndarray, omega: np.ndarray, gamma: np.ndarray
+def sd_cycle(
+    t_draft: np.ndarray,
+    t_verify: np.ndarray,
+    gamma: np.ndarray,
+    t_loop: np.ndarray | float = 0.0,
+    *,
+    t_phase: np.ndarray | float = 0.0,
+    fraction: float = 1.0,
+    t_target: np.ndarray | float = 0.0,
 ) -> np.ndarray:
-    """Expected seconds per generated token per sequence under speculative decoding."""
-    return (np.asarray(gamma, float) * t_draft + t_verify) / omega
+    """Seconds of one SD iteration: gamma draft steps and the draft phase's fixed cost, a verify
+    step (a plain decode step in the 1 - ``fraction`` of iterations without proposals), and the
+    loop's bookkeeping."""
+    verify = t_verify if fraction == 1.0 else fraction * t_verify + (1.0 - fraction) * t_target
+    return np.asarray(gamma, float) * t_draft + t_phase + verify + t_loop
+
+
+def sd_latency(
+    t_draft: np.ndarray,
+    t_verify: np.ndarray,
+    omega: np.ndarray,
+    gamma: np.ndarray,
+    t_loop: np.ndarray | float = 0.0,
+    **cycle: object,
+) -> np.ndarray:
+    """Expected seconds per generated token per sequence under speculative decoding (Eq. 1);
+    ``cycle`` passes ``t_phase``, ``fraction`` and ``t_target`` to :func:`sd_cycle`."""
+    return sd_cycle(t_draft, t_verify, gamma, t_loop, **cycle) / omega  # type: ignore[arg-type]
+
+
+def omega_positions(rates: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """Omega = 1 + sum of the first gamma per-position acceptance rates (tokens per step).
+
+    ``rates[i]`` = P(draft token i+1 is accepted), non-increasing (vLLM's per-position rate).
+    """
+    r = np.concatenate([[0.0], np.cumsum(np.asarray(rates, dtype=float))])
+    g = np.asarray(gamma).astype(int)
+    return 1.0 + r[np.clip(g, 0, len(r) - 1)]
+
+
+def rate_from_accept_len(tau: float, gamma: int) -> float:
+    """The i.i.d. per-token acceptance a whose Omega(gamma, a) equals ``tau`` (bisection)."""
+    if not 1.0 <= tau <= gamma + 1:
+        raise InputError(f"accepted length {tau} is outside 1..gamma+1 = {gamma + 1}")
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if float(expected_tokens(mid, gamma)) < tau:
+            lo = mid
+        else:
+            hi = mid
+    return min((lo + hi) / 2, 0.999999)
 
 
 def check_gamma(gamma: int) -> int:

@@ -28,6 +28,8 @@ class Strategy:
     @property
     def label(self) -> str:
         """Short human label, e.g. ``self + streamingllm 512`` or ``tinyllama-1.1b + full KV``."""
+        if self.draft == "ngram":
+            return "ngram lookup"
         if self.kv_method == "full":
             return f"{self.draft} + full KV"
         return f"{self.draft} + {self.kv_method} {self.kv_budget}"
@@ -44,10 +46,13 @@ def cross_strategies(
     for d in drafts:
         for m in kv_methods:
             m = m.lower()
-            if m == "full":
+            cands: Iterable[Strategy]
+            if d == "ngram":  # no KV of its own: one strategy whatever the KV methods
+                cands = [Strategy("ngram", "full", 0)]
+            elif m == "full":
                 if d == "self":
                     continue
-                cands: Iterable[Strategy] = [Strategy(d, "full", 0)]
+                cands = [Strategy(d, "full", 0)]
             else:
                 cands = [Strategy(d, m, int(b)) for b in budgets]
             out.extend(c for c in cands if c not in out)
@@ -71,7 +76,7 @@ def predict_strategies(base: Query, strategies: Sequence[Strategy]) -> pd.DataFr
     for (draft, method), budgets in groups.items():
         q = replace(base, draft=draft, kv_method=method, kv_budget=tuple(max(b, 1) for b in budgets))
         df = predict(q)
-        if method == "full":
+        if method == "full" or draft == "ngram":
             df["strategy"] = Strategy(draft, "full", 0).label
         else:
             df["strategy"] = [Strategy(draft, method, int(b)).label for b in df["kv_budget"]]

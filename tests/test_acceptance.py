@@ -9,6 +9,8 @@ import pytest
 from magicdec_model.perfmodel.acceptance import DEFAULT_ACCEPTANCE, builtin_table, load_table, lookup
 from magicdec_model.perfmodel.errors import InputError
 
+pytestmark = pytest.mark.unit
+
 KEY = ("llama-3.1-8b", "self", "streamingllm")
 
 

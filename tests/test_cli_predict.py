@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 
 from magicdec_model.cli.main import app
 
+pytestmark = pytest.mark.unit
+
 runner = CliRunner()
 
 EXAMPLE = [
@@ -62,7 +64,7 @@ def test_csv_format_cross_product():
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 + 2 * 2 * 2 * 2 * 2
-    assert lines[0].startswith("model,draft,kv_method,kv_budget,hardware,gpus,batch,seq_len,gamma")
+    assert lines[0].startswith("model,draft,kv_method,kv_budget,hardware,engine,gpus,batch,seq_len,gamma")
 
 
 def test_acceptance_from_table_names_source():

@@ -12,6 +12,8 @@ from magicdec_model.cli.main import app
 from magicdec_model.cli.options import grid_list
 from magicdec_model.perfmodel.errors import InputError
 
+pytestmark = pytest.mark.unit
+
 runner = CliRunner()
 
 
@@ -31,7 +33,7 @@ def test_report_writes_html(tmp_path):
     assert res.exit_code == 0, res.output
     assert "wrote" in res.stdout and "2 strategies x 4 batches x 4 sequence lengths" in res.stdout
     text = out.read_text(encoding="utf-8")
-    assert text.count('class="plotly-graph-div"') == 6
+    assert text.count('class="plotly-graph-div"') == 8
 
 
 def test_report_acceptance_table_is_used(tmp_path):
@@ -53,21 +55,37 @@ def test_advise_table_and_json():
     assert "SD pays off" in res.stdout and "γT_D/T_T" in res.stdout
     assert max(len(line) for line in res.stdout.splitlines()) <= 80
     res = runner.invoke(app, ["advise", "--model", "llama-3.2-1b", "--batch", "1", "--seq-len", "1k",
-                              "--format", "json"])
+                              "--acceptance", "0.02", "--format", "json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["worth_it"] is False and "not worth it" in doc["verdict"]
     assert doc["candidates"] and {"speedup", "gamma", "memory_per_gpu_bytes"} <= set(doc["candidates"][0])
 
 
-def test_compare_paper_table_and_json():
+def test_compare_paper_table_and_json(paper_speedups, hand_ideal_paper_row):
     res = runner.invoke(app, ["compare-paper"])
     assert res.exit_code == 0, res.output
     assert "MAPE" in res.stdout and "budget" in res.stdout
     res = runner.invoke(app, ["compare-paper", "--format", "json", "--acceptance", "0.75"])
     doc = json.loads(res.stdout)
-    assert len(doc["rows"]) == 12 and doc["mape_pct"] > 0
+    assert len(doc["rows"]) == 12
     assert all(r["acceptance"] == 0.75 for r in doc["rows"])
+    # the published column is the project page's table (literals in conftest.py), and the MAPE
+    # printed is the mean |model - published| / published of the printed predictions
+    assert [r["speedup_paper"] for r in doc["rows"]] == paper_speedups
+    errors = [abs(r["speedup_model"] - pub) / pub * 100
+              for r, pub in zip(doc["rows"], paper_speedups, strict=True)]
+    assert doc["mape_pct"] == pytest.approx(sum(errors) / 12, rel=1e-6)
+    # --ideal --gamma paper reaches the kernel-only model: one row equals its hand derivation
+    hand = hand_ideal_paper_row
+    res = runner.invoke(app, ["compare-paper", "--format", "json", "--ideal", "--gamma", "paper",
+                              "--acceptance", str(hand.acceptance)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    (row,) = [r for r in doc["rows"] if (r["target"], r["draft"], r["prefill"], r["batch"])
+              == (hand.target, hand.draft, hand.prefill, hand.batch)]
+    assert row["gamma_model"] == hand.gamma
+    assert row["speedup_model"] == pytest.approx(hand.speedup, rel=1e-8)
 
 
 def test_grid_list_ranges():
@@ -89,7 +107,7 @@ def test_grid_list_ranges():
         (["report", "--out", "r.html", "--acceptance-table", "missing.csv"], "does not exist"),
         (["advise", "--gpus", "3"], "--gpus 3"),
         (["advise", "--batch", "1,2"], "one value"),
-        (["advise", "--latency-budget-ms", "0"], "must be positive"),
+        (["advise", "--latency-budget-ms", "0"], "--latency-budget-ms 0"),
         (["advise", "--acceptance", "1.5"], "--acceptance 1.5"),
         (["advise", "--acceptance-table", "missing.csv"], "does not exist"),
         (["advise", "--model", "nope"], "unknown model 'nope'"),

@@ -27,6 +27,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+pytestmark = pytest.mark.unit
+
 EXPECTED_NAMES = {
     "a100-40gb-sxm",
     "a100-80gb-sxm",

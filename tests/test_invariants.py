@@ -1,6 +1,7 @@
 """Physical invariants of the cost and SD models, checked with hypothesis."""
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +12,8 @@ from magicdec_model.perfmodel.parallel import shard
 from magicdec_model.perfmodel.speculative import expected_tokens
 from magicdec_model.perfmodel.step import step_time
 from magicdec_model.perfmodel.sweep import Query, predict
+
+pytestmark = pytest.mark.unit
 
 MODELS = ["llama-2-7b", "llama-3.1-8b", "qwen2.5-7b", "tinyllama-1.1b", "llama-3.1-70b", "mistral-7b"]
 HARDWARE = ["a100-80gb-sxm", "h100-sxm", "l40s", "mi300x"]

@@ -12,6 +12,8 @@ from magicdec_model.perfmodel import get_model
 from magicdec_model.perfmodel.ops import step_ops
 from magicdec_model.perfmodel.parallel import shard
 
+pytestmark = pytest.mark.unit
+
 
 def _ops(name, gpus=1, batch=1, q=1, n=1000):
     arch = get_model(name)
@@ -87,14 +89,34 @@ def test_no_allreduce_on_one_gpu():
     assert float(np.sum(ops["allreduce_attn"].comm_bytes)) == 0.0
 
 
-@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3.1-8b", "qwen2.5-7b", "llama-3.2-1b"])
-def test_weight_bytes_match_param_count(name):
+# Parameter counts by hand from the published configs (models.md), each with the published size
+# it rounds to (models.md "params" column, from the model cards). Per layer: Q and O h x (heads d),
+# K and V h x (KV heads d), MLP 3 x h x I, two norm vectors; plus embedding, final norm, LM head.
+PARAM_COUNTS = [
+    # h 4096, 32 layers, MHA, I 11008, vocab 32000 -> 6,738,415,616
+    ("llama-2-7b", 32000 * 4096 + 32 * (4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096) + 4096
+     + 32000 * 4096, 6.74),
+    # 8 KV heads (1024 wide), I 14336, vocab 128256 -> 8,030,261,248
+    ("llama-3.1-8b", 128256 * 4096 + 32 * (2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336
+                                           + 2 * 4096) + 4096 + 128256 * 4096, 8.03),
+    # h 3584, 28 layers, 4 KV heads (512 wide), QKV bias 3584 + 2 x 512, I 18944, vocab 152064
+    # -> 7,615,616,512
+    ("qwen2.5-7b", 152064 * 3584 + 28 * (2 * 3584**2 + 2 * 3584 * 512 + (3584 + 2 * 512)
+                                         + 3 * 3584 * 18944 + 2 * 3584) + 3584 + 152064 * 3584, 7.62),
+    # h 2048, 16 layers, 32 heads of d 64, 8 KV heads (512 wide), I 8192, LM head tied to the
+    # embedding (counted once) -> 1,235,814,400
+    ("llama-3.2-1b", 128256 * 2048 + 16 * (2048 * (2048 + 2 * 512) + 2048 * 2048 + 3 * 2048 * 8192
+                                           + 2 * 2048) + 2048, 1.24),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "published_billions"), PARAM_COUNTS)
+def test_weight_bytes_match_param_count(name, params, published_billions):
+    assert round(params / 1e9, 2) == published_billions  # the hand count is the published size
     arch = get_model(name)
     ops = step_ops(arch, shard(arch, 1), 1, 1, 0)
     weights = sum(float(o.weight_bytes) * o.count for o in ops)
-    # every parameter is read once per step, except the embedding table (only rows gathered)
-    embedding = arch.vocab_size * arch.hidden_size * arch.dtype_bytes
-    expected = arch.weight_bytes() - embedding
-    if arch.tie_embeddings:  # the LM head reads the shared table
-        expected += embedding
-    assert weights == pytest.approx(expected, rel=1e-12)
+    # bf16: every parameter is read once per step, except the embedding table (its rows are
+    # gathered), which a tied LM head reads in full
+    table = arch.vocab_size * arch.hidden_size
+    assert weights == pytest.approx(2 * (params if arch.tie_embeddings else params - table), rel=1e-12)

@@ -31,6 +31,8 @@ from magicdec_model.perfmodel.ops import step_ops
 from magicdec_model.perfmodel.parallel import shard
 from magicdec_model.perfmodel.step import step_time
 
+pytestmark = pytest.mark.unit
+
 BATCH = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 # magicdec-paper.md section 4, LLaMA-2-7B: rows prefill, columns batch
 LLAMA2 = {

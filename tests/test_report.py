@@ -12,6 +12,8 @@ from magicdec_model.perfmodel.report import _HOVER, build_report, write_report
 from magicdec_model.perfmodel.strategy import Strategy, cross_strategies
 from magicdec_model.perfmodel.sweep import Query
 
+pytestmark = pytest.mark.unit
+
 BATCH = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 SEQ = [1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000]
 SELF = Strategy("self", "streamingllm", 512)
@@ -20,7 +22,9 @@ SMALL = Strategy("llama-3.2-1b", "streamingllm", 512)
 
 @pytest.fixture(scope="module")
 def rep():
-    q = Query(model="llama-3.1-8b", batch=BATCH, seq_len=SEQ, gpus=[8], hardware="a100-80gb-sxm")
+    # kernel-only engine: the structural checks below rest on its speedups (e.g. SMALL > 1 everywhere)
+    q = Query(model="llama-3.1-8b", batch=BATCH, seq_len=SEQ, gpus=[8], hardware="a100-80gb-sxm",
+              engine="cuda-graph")
     return build_report(q, [SELF, SMALL])
 
 
@@ -37,7 +41,7 @@ def _grid(rep, strategy, col):
 
 def test_every_figure_present_with_non_empty_traces(rep):
     expected = {f"speedup:{SELF.label}", f"speedup:{SMALL.label}", "regimes", "kv_share",
-                "step_ratios", "throughput_latency"}
+                "step_ratios", "throughput_latency", "speedup_interval", "strategy_map"}
     assert set(rep.figures) == expected
     for key, fig in rep.figures.items():
         assert fig.data, key
@@ -202,3 +206,18 @@ def test_cross_strategies_full_ignores_budgets():
     assert labels == ["self + streamingllm 256", "self + streamingllm 512",
                       "tinyllama-1.1b + streamingllm 256", "tinyllama-1.1b + streamingllm 512",
                       "tinyllama-1.1b + full KV"]
+
+
+def test_interval_band_is_shaded_around_each_line():
+    # the default engine declares uncertainties, so every band has a width
+    q = Query(model="llama-3.1-8b", batch=[8, 64], seq_len=[4000, 32000], gpus=[8])
+    fig = build_report(q, [SELF]).figures["speedup_interval"]
+    bands = [t for t in fig.data if t.fill == "toself"]
+    lines = [t for t in fig.data if t.fill != "toself"]
+    assert len(bands) == len(lines) == 2
+    for band, line in zip(bands, lines, strict=True):
+        y = np.asarray(band.y, float)
+        n = len(line.y)
+        hi, lo = y[:n], y[n:][::-1]
+        mid = np.asarray(line.y, float)
+        assert np.all(lo < mid) and np.all(mid < hi)

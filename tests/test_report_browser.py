@@ -22,6 +22,9 @@ from magicdec_model.perfmodel.report import build_report, write_report
 from magicdec_model.perfmodel.strategy import Strategy
 from magicdec_model.perfmodel.sweep import Query
 
+# The browser fixture may apt-get chromium (up to 600 s) before two 120 s page loads.
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -118,13 +121,15 @@ def test_report_renders_every_plot_without_console_errors(browser, tmp_path):
 
     assert _errors(dom, log) == []
     divs = _plot_divs(dom)
-    assert len(divs) == len(rep.figures) == 6
+    assert len(divs) == len(rep.figures) == 8
     for name, html in divs.items():
         assert 'class="main-svg"' in html, f"{name} not rendered"
     for name, html in divs.items():
-        if name.startswith("fig-speedup"):
+        if (name.startswith("fig-speedup") and name != "fig-speedup-interval") or name == "fig-strategy-map":
             assert html.count("<image") >= 1, f"{name}: heatmap not drawn"
-        if name in ("fig-kv-share", "fig-step-ratios", "fig-throughput-latency"):
+        if name == "fig-speedup-interval":
+            assert re.search(r'<path class="js-fill" d="M', html), "interval band not shaded"
+        if name in ("fig-kv-share", "fig-step-ratios", "fig-throughput-latency", "fig-speedup-interval"):
             lines = re.findall(r'<path class="js-line" d="M[^"]+"', html)
             assert len(lines) >= 2, f"{name}: {len(lines)} lines drawn"
     # the speedup = 1 contour of self-speculation is drawn as a path

@@ -11,6 +11,9 @@ import textwrap
 
 import pytest
 
+# two gloo worker processes; each is given 120 s (communicate), within the 300 s default
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 WORKER = textwrap.dedent(
     """
     import json, os, sys

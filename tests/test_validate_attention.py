@@ -8,7 +8,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from magicdec_model.perfmodel.architecture import from_hf_config  # noqa: E402
 from magicdec_model.validate.attention import (  # noqa: E402
     TorchSDPABackend,
     flashinfer_usable,
@@ -17,7 +16,7 @@ from magicdec_model.validate.attention import (  # noqa: E402
 from magicdec_model.validate.decoder import Decoder  # noqa: E402
 from magicdec_model.validate.kvcache import PagedKVCache  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("single_torch_thread")
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("single_torch_thread")]
 
 
 def naive_attention(q, k, v, kv_lens):
@@ -99,22 +98,19 @@ def test_verify_is_causal_within_new_tokens_and_matches_naive(gamma):
     assert not torch.allclose(out2[:, -1], out[:, -1], atol=1e-3)
 
 
-def test_verify_equals_single_decodes_through_the_decoder():
-    arch = from_hf_config(
-        dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
-             intermediate_size=96, vocab_size=101),
-        name="tiny",
-    )
+def test_verify_equals_single_decodes_through_the_decoder(tiny_arch):
+    arch = tiny_arch()
     dec = Decoder.synthetic(arch, seed=3)
     be = TorchSDPABackend()
-    prompt = torch.randint(0, 101, (2, 19), generator=torch.Generator().manual_seed(4))
-    new = torch.randint(0, 101, (2, 5), generator=torch.Generator().manual_seed(5))
+    V = arch.vocab_size
+    prompt = torch.randint(0, V, (2, 19), generator=torch.Generator().manual_seed(4))
+    new = torch.randint(0, V, (2, 5), generator=torch.Generator().manual_seed(5))
     c1, c2 = dec.new_cache(2, 40, page_size=8), dec.new_cache(2, 40, page_size=8)
     dec.prefill(prompt, c1, be)
     dec.prefill(prompt, c2, be)
     verify = dec.verify_step(new, c1, be)
     singles = torch.cat([dec.decode_step(new[:, i : i + 1], c2, be) for i in range(5)], dim=1)
-    assert verify.shape == (2, 5, 101)
+    assert verify.shape == (2, 5, V)
     assert torch.allclose(verify, singles, atol=1e-5)
     for layer in range(2):
         assert torch.allclose(c1.dense_view(layer)[0][:, :24], c2.dense_view(layer)[0][:, :24],

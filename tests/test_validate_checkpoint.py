@@ -10,7 +10,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from magicdec_model.perfmodel.architecture import from_hf_config  # noqa: E402
 from magicdec_model.validate.attention import TorchSDPABackend  # noqa: E402
 from magicdec_model.validate.checkpoint import (  # noqa: E402
     ACCEPTANCE_COLUMNS,
@@ -22,16 +21,15 @@ from magicdec_model.validate.checkpoint import (  # noqa: E402
 from magicdec_model.validate.decoder import Decoder  # noqa: E402
 from magicdec_model.validate.speculative_loop import autoregressive_generate  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("single_torch_thread")
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("single_torch_thread")]
 
-CFG = dict(hidden_size=48, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
-           intermediate_size=80, vocab_size=61, rope_theta=50000.0,
-           rope_scaling={"type": "linear", "factor": 2.0}, torch_dtype="float32")
+# the shared tiny model with a non-default rotary (its scaling must survive the round trip), fp32
+ROPE = dict(rope_theta=50000.0, rope_scaling={"type": "linear", "factor": 2.0}, torch_dtype="float32")
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    dec = Decoder.synthetic(from_hf_config(CFG, name="tiny-ckpt"), seed=21)
+def tiny_ckpt(tmp_path_factory, tiny_arch):
+    dec = Decoder.synthetic(tiny_arch("tiny-ckpt", **ROPE), seed=21)
     folder = save_checkpoint(dec, tmp_path_factory.mktemp("ckpt") / "tiny-llama")
     return dec, folder
 
@@ -49,7 +47,7 @@ def test_checkpoint_round_trip_gives_identical_logits(tiny_ckpt):
     loaded = load_checkpoint(folder)
     assert loaded.arch.rope_scaling == {"type": "linear", "factor": 2.0}
     assert loaded.arch.name == "tiny-llama"
-    prompt = torch.randint(0, 61, (2, 10), generator=torch.Generator().manual_seed(0))
+    prompt = torch.randint(0, dec.arch.vocab_size, (2, 10), generator=torch.Generator().manual_seed(0))
     be = TorchSDPABackend()
     a = dec.prefill(prompt, dec.new_cache(2, 16), be)
     b = loaded.prefill(prompt, loaded.new_cache(2, 16), be)
@@ -70,13 +68,14 @@ def test_checkpoint_layer_slice_and_missing_tensor(tiny_ckpt, tmp_path):
     (broken / "config.json").write_text((folder / "config.json").read_text())
     from safetensors.torch import save_file
 
-    save_file({"model.embed_tokens.weight": torch.zeros(61, 48)}, str(broken / "model.safetensors"))
+    embed = torch.zeros(dec.arch.vocab_size, dec.arch.hidden_size)
+    save_file({"model.embed_tokens.weight": embed}, str(broken / "model.safetensors"))
     with pytest.raises(KeyError, match="q_proj"):
         load_checkpoint(broken)
 
 
-def test_tied_checkpoint_has_no_lm_head(tmp_path):
-    dec = Decoder.synthetic(from_hf_config(dict(CFG, tie_word_embeddings=True), name="t"), seed=2)
+def test_tied_checkpoint_has_no_lm_head(tmp_path, tiny_arch):
+    dec = Decoder.synthetic(tiny_arch("t", **ROPE, tie_word_embeddings=True), seed=2)
     folder = save_checkpoint(dec, tmp_path / "tied")
     loaded = load_checkpoint(folder)
     assert loaded.head is loaded.embed
@@ -86,7 +85,7 @@ def test_tied_checkpoint_has_no_lm_head(tmp_path):
 def test_measured_acceptance_csv(tiny_ckpt, tmp_path):
     _, folder = tiny_ckpt
     target = load_checkpoint(folder, dtype=torch.float64)
-    prompts = torch.randint(0, 61, (2, 40), generator=torch.Generator().manual_seed(1))
+    prompts = torch.randint(0, target.arch.vocab_size, (2, 40), generator=torch.Generator().manual_seed(1))
     rows = measure_acceptance(target, prompts, methods=("streamingllm", "snapkv"),
                               budgets=(24, 64), gamma=3, max_new_tokens=12, sink_tokens=4,
                               window=8,

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from magicdec_model.perfmodel.architecture import ModelArch, from_hf_config, get_model  # noqa: E402
+from magicdec_model.perfmodel.architecture import get_model  # noqa: E402
 from magicdec_model.validate.attention import TorchSDPABackend  # noqa: E402
 from magicdec_model.validate.decoder import (  # noqa: E402
     LAYER_OPS,
@@ -18,14 +18,17 @@ from magicdec_model.validate.decoder import (  # noqa: E402
     synthetic_weights,
 )
 
-pytestmark = pytest.mark.usefixtures("single_torch_thread")
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("single_torch_thread")]
 
 
-def tiny(**kw) -> ModelArch:
-    cfg = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=3,
-               intermediate_size=96, vocab_size=89)
-    cfg.update(kw)
-    return from_hf_config(cfg, name="tiny")
+@pytest.fixture(scope="module")
+def tiny(tiny_arch):
+    """The shared tiny model with 3 layers (slicing 2 of them must differ from the whole)."""
+
+    def make(**kw):
+        return tiny_arch(num_hidden_layers=3, **kw)
+
+    return make
 
 
 def test_every_perfmodel_op_is_a_decoder_method():
@@ -48,7 +51,7 @@ def test_registry_slice_has_real_shapes():
     assert dec.dtype == torch.float32
 
 
-def test_layers_k_slice_equals_first_layers_of_full_model():
+def test_layers_k_slice_equals_first_layers_of_full_model(tiny):
     arch = tiny()
     full = synthetic_weights(arch, seed=11)
     part = synthetic_weights(arch, layers=2, seed=11)
@@ -62,21 +65,22 @@ def test_layers_k_slice_equals_first_layers_of_full_model():
         synthetic_weights(arch, layers=4)
 
 
-def test_tied_head_bias_and_plain_mlp():
+def test_tied_head_bias_and_plain_mlp(tiny):
     arch = tiny(tie_word_embeddings=True, attention_bias=True, hidden_act="relu")
     dec = Decoder.synthetic(arch, seed=1)
     assert dec.head is dec.embed
     assert dec.layers[0].bqkv is not None
-    assert dec.layers[0].w_gate_up.shape == (96, 64)  # not gated: up only
+    assert dec.layers[0].w_gate_up.shape == (96, 64)  # TINY_CONFIG I x h; not gated: up only
     be = TorchSDPABackend()
     cache = dec.new_cache(1, 8)
     out = dec.prefill(torch.tensor([[1, 2, 3]]), cache, be)
-    assert out.shape == (1, 89) and torch.isfinite(out).all()
+    assert out.shape == (1, 89) and torch.isfinite(out).all()  # TINY_CONFIG vocab 89
 
 
-def test_rope_scaling_linear_and_llama3():
+def test_rope_scaling_linear_and_llama3(tiny):
     base = tiny(rope_theta=10000.0)
     inv = rope_inv_freq(base)
+    # head_dim = 64 / 4 = 16 (TINY_CONFIG)
     assert torch.allclose(inv, 1.0 / 10000.0 ** (torch.arange(0, 16, 2).double() / 16))
     lin = rope_inv_freq(tiny(rope_scaling={"type": "linear", "factor": 4.0}))
     assert torch.allclose(lin, inv / 4)
@@ -98,7 +102,7 @@ def test_rope_scaling_linear_and_llama3():
         rope_inv_freq(tiny(rope_scaling={"type": "yarn", "factor": 2.0}))
 
 
-def test_rotary_preserves_norm_and_relative_position():
+def test_rotary_preserves_norm_and_relative_position(tiny):
     dec = Decoder.synthetic(tiny(), seed=2, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     q = torch.randn(1, 1, 4, 16, generator=g, dtype=torch.float64)
@@ -116,7 +120,7 @@ def test_rotary_preserves_norm_and_relative_position():
     assert score(7, 3) != pytest.approx(score(7, 5), rel=1e-3)
 
 
-def test_incremental_decode_equals_one_shot_forward():
+def test_incremental_decode_equals_one_shot_forward(tiny):
     dec = Decoder.synthetic(tiny(), seed=3)
     be = TorchSDPABackend()
     tok = torch.randint(0, 89, (2, 12), generator=torch.Generator().manual_seed(1))
@@ -128,7 +132,7 @@ def test_incremental_decode_equals_one_shot_forward():
     assert torch.allclose(full, torch.cat(parts, 1), atol=1e-5)
 
 
-def test_ops_compose_to_the_forward_pass():
+def test_ops_compose_to_the_forward_pass(tiny):
     """Calling the ops one by one (as the timing work will) gives the forward pass's logits."""
     dec = Decoder.synthetic(tiny(), seed=4)
     be = TorchSDPABackend()
@@ -150,7 +154,7 @@ def test_ops_compose_to_the_forward_pass():
     assert dec.sampling(logits).shape == (1, 4)
 
 
-def test_bf16_on_cpu_runs():
+def test_bf16_on_cpu_runs(tiny):
     dec = Decoder.synthetic(tiny(), seed=5, dtype=torch.bfloat16)
     cache = dec.new_cache(1, 8)
     out = dec.prefill(torch.tensor([[1, 2]]), cache, TorchSDPABackend())

@@ -18,8 +18,13 @@ from magicdec_model.validate.distributed import (  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
-CFG = dict(hidden_size=64, num_attention_heads=8, num_key_value_heads=2, num_hidden_layers=2,
-           intermediate_size=96, vocab_size=72, attention_bias=True)
+
+
+@pytest.fixture(scope="module")
+def cfg(tiny_config):
+    """The shared tiny model with 8 query heads (4 per rank, 1 KV head each), QKV bias, and an
+    even vocabulary for the vocab-parallel LM head."""
+    return tiny_config(num_attention_heads=8, vocab_size=72, attention_bias=True)
 
 
 def _free_port() -> int:
@@ -28,8 +33,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_shards_reassemble_the_full_layer():
-    arch = from_hf_config(CFG, name="tp")
+@pytest.mark.unit
+def test_shards_reassemble_the_full_layer(cfg):
+    arch = from_hf_config(cfg, name="tp")
     lw = synthetic_weights(arch, layers=1, seed=3).layers[0]
     shards = [shard_layer(lw, arch, r, 2) for r in range(2)]
     assert shards[0].wqkv.shape == (arch.q_dim // 2 + arch.kv_dim, 64)
@@ -51,17 +57,20 @@ def test_shards_reassemble_the_full_layer():
     assert torch.allclose(tp_sum, mlp, atol=1e-5)
 
 
-def test_tensor_parallel_matches_single_process_gloo(tmp_path):
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(180)  # two gloo workers; ~6 s when the machine is quiet
+def test_tensor_parallel_matches_single_process_gloo(tmp_path, cfg):
     ref = scripted_steps(
-        Decoder.synthetic(from_hf_config(CFG, name="tp"), seed=5, dtype=torch.float32)
+        Decoder.synthetic(from_hf_config(cfg, name="tp"), seed=5, dtype=torch.float32)
     )
     init = f"tcp://127.0.0.1:{_free_port()}"
     torch.multiprocessing.spawn(
-        tp_worker, args=(2, init, CFG, 5, str(tmp_path)), nprocs=2, join=True
+        tp_worker, args=(2, init, cfg, 5, str(tmp_path)), nprocs=2, join=True
     )
     for rank in range(2):
         saved = torch.load(tmp_path / f"tp_rank{rank}.pt")
-        assert saved["head_rows"] == CFG["vocab_size"] // 2  # vocab-parallel LM head
+        assert saved["head_rows"] == cfg["vocab_size"] // 2  # vocab-parallel LM head
         assert saved["kv_heads"] == 1  # each rank caches its own KV head
         got = saved["outputs"]
         assert len(got) == len(ref)
@@ -71,9 +80,10 @@ def test_tensor_parallel_matches_single_process_gloo(tmp_path):
         assert torch.equal(got[-1], ref[-1])  # SD loop tokens under TP
 
 
-def test_tensor_parallel_rejects_indivisible_heads():
+@pytest.mark.unit
+def test_tensor_parallel_rejects_indivisible_heads(cfg):
     from magicdec_model.validate.distributed import TensorParallel
 
-    arch = from_hf_config(dict(CFG, num_key_value_heads=1), name="odd")
+    arch = from_hf_config(dict(cfg, num_key_value_heads=1), name="odd")
     with pytest.raises(ValueError, match="tensor parallel"):
         Decoder.synthetic(arch, tp=TensorParallel(rank=0, world_size=2))

@@ -12,6 +12,8 @@ from magicdec_model.perfmodel.hardware import load_profile, profile_from_dict
 from magicdec_model.validate.fit import FitData, fit_profile, fitted_profile, model_times
 from magicdec_model.validate.microbench import costs_table, plan_points
 
+pytestmark = pytest.mark.unit
+
 TRUE = {
     "gemm_bw": 0.82,
     "gemm_flops": 0.71,
@@ -86,3 +88,43 @@ def test_fitted_profile_round_trips_through_toml(tmp_path):
     assert back.efficiency == pytest.approx(prof.efficiency)
     assert "fitted by magicdec-model validate" in back.sources["gemm_bw"]
     assert back.sources["allreduce_busbw"].startswith("not fitted")
+
+
+def test_fit_tells_matrix_vector_from_matrix_matrix_projections():
+    # a CPU-like device: BLAS streams weights near full bandwidth for one activation row (GEMV)
+    # but repacks them for a few rows (GEMM), 2-3x slower per byte (docs/validation.md)
+    true = {**TRUE, "gemm_bw": 0.35, "gemv_bw": 0.90}
+    arch = get_model("llama-3.1-8b")
+    truth = replace(load_profile("a100-80gb-sxm"), efficiency=true)
+    points = plan_points(arch, 1, [1, 2, 4, 16], [1024, 8192], [256], [3])
+    table = costs_table(arch, 1, points)
+    costs = [table[p.key] for p in points]
+    clean = FitData.from_costs(costs, [1] * len(costs), np.ones(len(costs)), arch.dtype_bytes)
+    assert set(clean.tokens[clean.op_class == "gemm"]) == {1, 2, 4, 8, 16, 64}  # B x q, q in {1, 4}
+    t = model_times(truth, clean)
+    data = FitData.from_costs(costs, [1] * len(costs), t * np.exp(np.random.default_rng(5).normal(
+        0.0, 0.02, t.shape)), arch.dtype_bytes)
+    res = fit_profile(load_profile("a100-80gb-sxm"), data)  # the A100 profile has no gemv_bw
+    assert "gemv_bw" in res.fitted
+    assert res.profile.efficiency["gemv_bw"] == pytest.approx(0.90, rel=0.08)
+    assert res.profile.efficiency["gemm_bw"] == pytest.approx(0.35, rel=0.08)
+
+
+def test_gemv_bandwidth_applies_to_one_token_projections_only():
+    from magicdec_model.perfmodel.ops import step_ops
+    from magicdec_model.perfmodel.parallel import shard
+    from magicdec_model.perfmodel.roofline import op_time
+
+    arch = get_model("llama-3.1-8b")
+    base = load_profile("a100-80gb-sxm")
+    prof = replace(base, efficiency={**base.efficiency, "gemv_bw": 0.9})
+    one = next(op for op in step_ops(arch, shard(arch, 1), 1, 1, 0) if op.name == "qkv_proj")
+    # hand: weights 4096 x (4096 + 2 x 1024) x 2 B = 50,331,648 B; activations (4096 + 6144) x 2 B
+    nbytes = 4096 * 6144 * 2 + (4096 + 6144) * 2
+    t = float(op_time(one, prof, 1).time) / 32  # 32 layers
+    assert t == pytest.approx(nbytes / (2.039e12 * 0.9) + base.efficiency["kernel_fixed_s"], rel=1e-9)
+    two = next(op for op in step_ops(arch, shard(arch, 1), 2, 1, 0) if op.name == "qkv_proj")
+    t2 = float(op_time(two, prof, 1).time) / 32
+    nbytes2 = 4096 * 6144 * 2 + 2 * (4096 + 6144) * 2
+    assert t2 == pytest.approx(nbytes2 / (2.039e12 * base.efficiency["gemm_bw"])
+                               + base.efficiency["kernel_fixed_s"], rel=1e-9)

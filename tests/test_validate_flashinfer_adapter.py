@@ -16,7 +16,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from magicdec_model.perfmodel.architecture import from_hf_config  # noqa: E402
 from magicdec_model.validate import attention as attention_mod  # noqa: E402
 from magicdec_model.validate.attention import TorchSDPABackend, select_backend  # noqa: E402
 from magicdec_model.validate.decoder import Decoder  # noqa: E402
@@ -33,7 +32,7 @@ from magicdec_model.validate.speculative_loop import (  # noqa: E402
     speculative_generate,
 )
 
-pytestmark = pytest.mark.usefixtures("single_torch_thread")
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("single_torch_thread")]
 
 
 def _paged_attention(q, kv, indptr, indices, last_page_len, qo_indptr, causal):
@@ -105,13 +104,15 @@ def fake_fi(monkeypatch):
     return fi
 
 
-def _tiny(heads=4, kv=2):
-    arch = from_hf_config(
-        dict(hidden_size=64, num_attention_heads=heads, num_key_value_heads=kv,
-             num_hidden_layers=2, intermediate_size=96, vocab_size=83),
-        name="tiny",
-    )
-    return Decoder.synthetic(arch, seed=9, dtype=torch.float64)
+@pytest.fixture(scope="module")
+def tiny_decoder(tiny_arch):
+    """The shared tiny model (head_dim 16) with ``heads`` query and ``kv`` KV heads, in float64."""
+
+    def make(heads=4, kv=2):
+        arch = tiny_arch(num_attention_heads=heads, num_key_value_heads=kv)
+        return Decoder.synthetic(arch, seed=9, dtype=torch.float64)
+
+    return make
 
 
 def test_version_parsing_and_range():
@@ -150,8 +151,8 @@ def test_auto_selection_prefers_flashinfer_only_on_a_capable_gpu(fake_fi, monkey
 
 
 @pytest.mark.parametrize("heads,kv", [(4, 2), (8, 1)])
-def test_adapter_matches_torch_backend_through_the_decoder(fake_fi, heads, kv):
-    dec = _tiny(heads, kv)
+def test_adapter_matches_torch_backend_through_the_decoder(fake_fi, tiny_decoder, heads, kv):
+    dec = tiny_decoder(heads, kv)
     fib = FlashInferBackend("cpu", allow_non_cuda=True, workspace_bytes=1024)
     tb = TorchSDPABackend()
     prompt = torch.randint(0, 83, (2, 13), generator=torch.Generator().manual_seed(1))
@@ -171,8 +172,8 @@ def test_adapter_matches_torch_backend_through_the_decoder(fake_fi, heads, kv):
     assert init["kv_layout"] == "NHD"
 
 
-def test_adapter_plan_arguments(fake_fi):
-    dec = _tiny()
+def test_adapter_plan_arguments(fake_fi, tiny_decoder):
+    dec = tiny_decoder()
     fib = FlashInferBackend("cpu", allow_non_cuda=True, workspace_bytes=1024)
     cache = dec.new_cache(2, 32, page_size=4)
     dec.prefill(torch.ones(2, 9, dtype=torch.long), cache, fib)
@@ -182,6 +183,7 @@ def test_adapter_plan_arguments(fake_fi):
     assert plan["qo_indptr"].tolist() == [0, 4, 8]
     assert plan["paged_kv_indptr"].dtype == torch.int32
     assert plan["paged_kv_last_page_len"].tolist() == [1, 1]  # 13 tokens, pages of 4
+    # TINY_CONFIG: head_dim 64 / 4 = 16, 4 query and 2 KV heads
     assert plan["head_dim_qk"] == 16 and plan["num_qo_heads"] == 4 and plan["num_kv_heads"] == 2
     assert plan["q_data_type"] == torch.float64
     dec.decode_step(torch.ones(2, 1, dtype=torch.long), cache, fib)
@@ -194,8 +196,8 @@ def test_adapter_plan_arguments(fake_fi):
         fib.run(torch.zeros(2, 1, 4, 16, dtype=torch.float64), cache, 0)
 
 
-def test_sd_through_the_adapter_is_lossless(fake_fi):
-    dec = _tiny()
+def test_sd_through_the_adapter_is_lossless(fake_fi, tiny_decoder):
+    dec = tiny_decoder()
     fib = FlashInferBackend("cpu", allow_non_cuda=True, workspace_bytes=1024)
     prompt = torch.randint(0, 83, (2, 30), generator=torch.Generator().manual_seed(2))
     ar = autoregressive_generate(dec, prompt, 10, backend="torch")

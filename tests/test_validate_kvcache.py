@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from magicdec_model.perfmodel.architecture import from_hf_config  # noqa: E402
 from magicdec_model.validate.attention import TorchSDPABackend  # noqa: E402
 from magicdec_model.validate.decoder import Decoder  # noqa: E402
 from magicdec_model.validate.kvcache import (  # noqa: E402
@@ -20,7 +19,7 @@ from magicdec_model.validate.kvcache import (  # noqa: E402
     streaming_indices,
 )
 
-pytestmark = pytest.mark.usefixtures("single_torch_thread")
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("single_torch_thread")]
 
 H_KV, D = 2, 8
 
@@ -202,13 +201,8 @@ def test_rollback_leaves_cache_as_if_rejected_tokens_never_existed():
     assert torch.allclose(outs[0], outs[1], atol=1e-6)
 
 
-def test_decoder_rollback_after_verify_equals_never_seeing_rejected_tokens():
-    arch = from_hf_config(
-        dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
-             intermediate_size=64, vocab_size=50),
-        name="tiny",
-    )
-    dec = Decoder.synthetic(arch, seed=7)
+def test_decoder_rollback_after_verify_equals_never_seeing_rejected_tokens(tiny_arch):
+    dec = Decoder.synthetic(tiny_arch(), seed=7)
     be = TorchSDPABackend()
     prompt = torch.randint(0, 50, (1, 12), generator=torch.Generator().manual_seed(8))
     spec = torch.randint(0, 50, (1, 4), generator=torch.Generator().manual_seed(9))
@@ -222,15 +216,10 @@ def test_decoder_rollback_after_verify_equals_never_seeing_rejected_tokens():
     assert torch.allclose(dec.decode_step(nxt, ca, be), dec.decode_step(nxt, cb, be), atol=1e-5)
 
 
-def test_reindexed_streamingllm_cache_holds_keys_at_slot_positions():
+def test_reindexed_streamingllm_cache_holds_keys_at_slot_positions(tiny_arch):
     from magicdec_model.validate.speculative_loop import DraftKV, build_draft_cache
 
-    arch = from_hf_config(
-        dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
-             intermediate_size=64, vocab_size=50),
-        name="tiny",
-    )
-    dec = Decoder.synthetic(arch, seed=3, dtype=torch.float64)
+    dec = Decoder.synthetic(tiny_arch(), seed=3, dtype=torch.float64)
     be = TorchSDPABackend()
     tokens = torch.randint(0, 50, (2, 30), generator=torch.Generator().manual_seed(1))
     full = dec.new_cache(2, 30, page_size=8)

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 VALIDATE = Path(__file__).resolve().parents[1] / "validate"
 
 
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
 def test_importing_validate_does_not_import_torch_or_flashinfer():
     code = (
         "import sys, magicdec_model.validate as v; "
@@ -22,12 +26,14 @@ def test_importing_validate_does_not_import_torch_or_flashinfer():
     assert out.stdout.strip() == "ok"
 
 
+@pytest.mark.unit
 def test_only_the_adapter_imports_flashinfer():
     pattern = re.compile(r"^\s*(import flashinfer|from flashinfer)", re.MULTILINE)
     importers = sorted(p.name for p in VALIDATE.glob("*.py") if pattern.search(p.read_text()))
     assert importers == ["flashinfer_backend.py"]
 
 
+@pytest.mark.unit
 def test_no_module_imports_torch_at_top_level():
     for p in VALIDATE.glob("*.py"):
         lines = p.read_text().splitlines()

@@ -48,6 +48,9 @@ def _point_rows(rows: list[dict]) -> Counter:
     return Counter((r["key"], r["op"]) for r in rows)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # its own waits add up to 540 s; ~25 s when the machine is quiet
 def test_interrupted_run_resumes_without_remeasuring_or_losing_points(tmp_path):
     out = tmp_path / "run"
     csv_path = out / "measurements.csv"
@@ -94,6 +97,7 @@ def test_interrupted_run_resumes_without_remeasuring_or_losing_points(tmp_path):
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.unit
 def test_a_row_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     from magicdec_model.validate.results import MeasurementLog
 
@@ -110,6 +114,7 @@ def test_a_row_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     assert [r["key"] for r in MeasurementLog(path).rows] == ["micro|a", "micro|b", "micro|c"]
 
 
+@pytest.mark.unit
 def test_out_of_memory_and_errors_become_a_status_not_a_crash():
     import torch
 

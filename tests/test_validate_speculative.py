@@ -6,7 +6,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from magicdec_model.perfmodel.architecture import from_hf_config  # noqa: E402
 from magicdec_model.validate.decoder import Decoder  # noqa: E402
 from magicdec_model.validate.speculative_loop import (  # noqa: E402
     DraftKV,
@@ -15,30 +14,26 @@ from magicdec_model.validate.speculative_loop import (  # noqa: E402
     speculative_generate,
 )
 
-pytestmark = pytest.mark.usefixtures("single_torch_thread")
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("single_torch_thread")]
 
 VOCAB = 97
 PROMPT_LEN = 48
 NEW = 24
 
 
-def _arch(hidden, heads, kv, layers, name):
-    return from_hf_config(
-        dict(hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=kv,
-             num_hidden_layers=layers, intermediate_size=2 * hidden, vocab_size=VOCAB,
-             rope_theta=10000.0),
-        name=name,
-    )
+@pytest.fixture(scope="module")
+def target(tiny_arch):
+    """The shared tiny model, deeper and wider in the MLP: a target for the draft below."""
+    arch = tiny_arch("tiny-target", num_hidden_layers=3, intermediate_size=128, vocab_size=VOCAB)
+    return Decoder.synthetic(arch, seed=1, dtype=torch.float64)
 
 
 @pytest.fixture(scope="module")
-def target():
-    return Decoder.synthetic(_arch(64, 4, 2, 3, "tiny-target"), seed=1, dtype=torch.float64)
-
-
-@pytest.fixture(scope="module")
-def standalone():
-    return Decoder.synthetic(_arch(32, 2, 1, 1, "tiny-draft"), seed=2, dtype=torch.float64)
+def standalone(tiny_arch):
+    """A standalone draft half the target's width: 2 query heads sharing 1 KV head, 1 layer."""
+    arch = tiny_arch("tiny-draft", hidden_size=32, num_attention_heads=2, num_key_value_heads=1,
+                     num_hidden_layers=1, intermediate_size=64, vocab_size=VOCAB)
+    return Decoder.synthetic(arch, seed=2, dtype=torch.float64)
 
 
 @pytest.fixture(scope="module")
@@ -169,13 +164,10 @@ def test_sd_is_lossless_on_a_registry_model_slice():
     assert torch.equal(sd.tokens, autoregressive_generate(dec, p, 8).tokens)
 
 
-def test_sd_is_lossless_qwen_like_bias_tied_group7():
-    arch = from_hf_config(
-        dict(model_type="qwen2", hidden_size=56, num_attention_heads=7, num_key_value_heads=1,
-             num_hidden_layers=2, intermediate_size=64, vocab_size=VOCAB,
-             tie_word_embeddings=True, rope_theta=1000000.0),
-        name="tiny-qwen",
-    )
+def test_sd_is_lossless_qwen_like_bias_tied_group7(tiny_arch):
+    arch = tiny_arch("tiny-qwen", model_type="qwen2", hidden_size=56, num_attention_heads=7,
+                     num_key_value_heads=1, intermediate_size=64, vocab_size=VOCAB,
+                     tie_word_embeddings=True, rope_theta=1000000.0)
     assert arch.qkv_bias and arch.tie_embeddings and arch.gqa_group == 7
     dec = Decoder.synthetic(arch, seed=4, dtype=torch.float64)
     p = torch.randint(0, VOCAB, (2, 40), generator=torch.Generator().manual_seed(2))
@@ -187,8 +179,12 @@ def test_sd_is_lossless_qwen_like_bias_tied_group7():
 def test_custom_clock_times_every_step(target, prompt):
     ticks = iter(range(10_000))
     res = speculative_generate(target, prompt, 6, gamma=2, clock=lambda: float(next(ticks)))
-    assert all(s.seconds == 1.0 for s in res.steps)  # one tick between start and stop
+    forward = [s for s in res.steps if s.kind != "sd_loop"]
+    assert all(s.seconds == 1.0 for s in forward)  # one tick between start and stop
     assert res.seconds("verify") == res.rounds
+    # each round's bookkeeping: one tick before its first draft step, one after its verify
+    loops = [s for s in res.steps if s.kind == "sd_loop"]
+    assert len(loops) == res.rounds and all(s.seconds == 2.0 for s in loops)
     ar = autoregressive_generate(target, prompt, 4, clock=lambda: 0.0)
     assert [s.kind for s in ar.steps] == ["prefill", "decode", "decode", "decode"]
     assert ar.seconds() == 0.0

@@ -5,13 +5,16 @@ The fit sees only microbenchmarks; here the whole decoder runs (:mod:`.speculati
 * ``target_decode`` — the AR baseline's decode steps at (batch, seq_len): median step seconds;
 * ``draft`` — single-token draft steps over the budget KV; ``verify`` — gamma+1-token verify
   steps over the full KV (medians, from the same SD run at (batch, seq_len, budget, gamma));
-* ``sd_token_latency`` — seconds of draft + verify steps per round divided by the tokens each
-  request gained per round (measured ``Omega`` = mean accepted + 1), i.e. seconds per token;
+* ``sd_loop`` — the loop's bookkeeping per round outside those steps (catch-up input, acceptance,
+  rollback; median seconds), which the engine's ``sd_iteration_s`` models;
+* ``sd_token_latency`` — seconds of draft + verify steps and bookkeeping per round divided by the
+  tokens each request gained per round (measured ``Omega`` = mean accepted + 1): seconds per token;
 * ``omega`` — that measured tokens-per-round.
 
 Measured speedup = target_decode / sd_token_latency.  The model's speedup is computed with its
-own step times and the *measured* Omega, so that sampling noise of the synthetic acceptance
-does not count as model error; the model's speedup at the nominal acceptance is reported too.
+own step times (kernels under the fitted profile plus the engine, :mod:`.engine_fit`) and the
+*measured* Omega, so that sampling noise of the synthetic acceptance does not count as model
+error; the model's speedup at the nominal acceptance is reported too.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ import numpy as np
 import pandas as pd
 
 from ..perfmodel.architecture import ModelArch
+from ..perfmodel.engine import EngineProfile
 from ..perfmodel.hardware import HardwareProfile
+from ..perfmodel.speculative import sd_latency
 from ..perfmodel.sweep import Query, predict
 
 STEP_QUANTITIES = ("target_decode", "draft", "verify")
+#: Held-out step quantities: the SD steps, never seen by the engine calibration (AR only).
+SD_STEP_QUANTITIES = ("draft", "verify")
 
 
 @dataclass(frozen=True)
@@ -109,11 +116,13 @@ def measure_sd(
     )
     draft = [s.seconds for s in res.steps if s.kind == "draft" and s.q_len == 1]
     verify = [s.seconds for s in res.steps if s.kind == "verify"]
-    round_s = (res.seconds("draft") + res.seconds("verify")) / max(res.rounds, 1)
+    loop = [s.seconds for s in res.steps if s.kind == "sd_loop"]
+    round_s = (res.seconds("draft") + res.seconds("verify") + res.seconds("sd_loop")) / max(res.rounds, 1)
     omega = res.mean_accepted + 1.0
     return {
         "draft": _summary(draft),
         "verify": _summary(verify),
+        "sd_loop": _summary(loop),
         "sd_token_latency": (round_s / omega, round_s / omega, round_s / omega, res.rounds),
         "omega": (omega, omega, omega, res.request_rounds),
         "acceptance_rate": (res.acceptance_rate,) * 3 + (res.request_rounds,),
@@ -135,10 +144,13 @@ def compare(
     arch: ModelArch,
     profile: HardwareProfile,
     kv_method: str,
+    engine: EngineProfile,
 ) -> pd.DataFrame:
     """Predicted vs measured for every check point with ``status == ok`` (one row per quantity).
 
-    ``arch`` must be the record the decoder ran (layers and dtype as measured).
+    ``arch`` must be the record the decoder ran (layers and dtype as measured); ``engine`` the
+    engine the predictions charge (validate's is calibrated on the measured AR steps).
+    Should a point hold a quantity twice, the first row counts.
     """
     ok = measurements[(measurements["stage"] == "check") & (measurements["status"] == "ok")]
     rows: list[dict] = []
@@ -149,23 +161,27 @@ def compare(
         num[c] = pd.to_numeric(num[c], errors="coerce").fillna(0).astype(int)
     num["acceptance"] = pd.to_numeric(num["acceptance"], errors="coerce")
     num["value"] = pd.to_numeric(num["value"], errors="coerce")
+    num = num.drop_duplicates(["batch", "seq_len", "kv_budget", "gamma", "acceptance", "gpus", "op"])
     ar = num[num["op"] == "target_decode"].set_index(["batch", "seq_len", "gpus"])["value"]
     for (B, S, G), t_meas in ar.items():
-        pred = _predict(arch, profile, kv_method, B, S, 64, 1, 0.5, G)
+        pred = _predict(arch, profile, engine, kv_method, B, S, 64, 1, 0.5, G)
         rows.append(_row("target_decode", B, S, 0, 0, float("nan"), G, pred["t_target_s"], t_meas))
-    sd = num[num["op"].isin(["draft", "verify", "sd_token_latency", "omega", "acceptance_rate"])]
+    sd = num[num["op"].isin(["draft", "verify", "sd_loop", "sd_token_latency", "omega",
+                             "acceptance_rate"])]
     sd = sd.assign(acceptance=sd["acceptance"].fillna(-1.0))  # -1: greedy (real) acceptance
     for (B, S, K, g, a, G), grp in sd.groupby(["batch", "seq_len", "kv_budget", "gamma", "acceptance",
                                                 "gpus"]):
         vals = dict(zip(grp["op"], grp["value"], strict=True))
         if a < 0:  # real acceptance: the model is given the measured rate
             a = min(max(float(vals.get("acceptance_rate", 0.0)), 0.0), 0.999)
-        pred = _predict(arch, profile, kv_method, B, S, K, g, a, G)
+        pred = _predict(arch, profile, engine, kv_method, B, S, K, g, a, G)
         rows.append(_row("draft", B, S, K, g, a, G, pred["t_draft_s"], vals.get("draft")))
         rows.append(_row("verify", B, S, K, g, a, G, pred["t_verify_s"], vals.get("verify")))
+        if "sd_loop" in vals:
+            rows.append(_row("sd_loop", B, S, K, g, a, G, pred["t_sd_loop_s"], vals["sd_loop"]))
         if (B, S, G) in ar.index and "sd_token_latency" in vals:
             omega = vals["omega"]
-            latency = (g * pred["t_draft_s"] + pred["t_verify_s"]) / omega
+            latency = sd_latency(pred["t_draft_s"], pred["t_verify_s"], omega, g, pred["t_sd_loop_s"])
             row = _row("speedup", B, S, K, g, a, G, pred["t_target_s"] / latency,
                        ar[(B, S, G)] / vals["sd_token_latency"])
             row["predicted_at_nominal_acceptance"] = pred["speedup"]
@@ -196,9 +212,10 @@ def _row(q, B, S, K, g, a, G, pred, meas) -> dict:
     }
 
 
-def _predict(arch, profile, kv_method, B, S, K, g, a, G) -> dict:
+def _predict(arch, profile, engine, kv_method, B, S, K, g, a, G) -> dict:
     q = Query(model=arch, batch=[B], seq_len=[S], draft="self", kv_method=kv_method, kv_budget=[K],
-              hardware=profile, gpus=[G], gamma=[g], acceptance=float(a))
+              hardware=profile, gpus=[G], gamma=[g], acceptance=float(a), engine=engine,
+              intervals=False)
     return predict(q).iloc[0].to_dict()
 
 

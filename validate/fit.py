@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..perfmodel.hardware import EFFICIENCY_KEYS, OP_CLASSES, HardwareProfile
+from ..perfmodel.hardware import EFFICIENCY_KEYS, OP_CLASSES, OPTIONAL_EFFICIENCY, HardwareProfile
 from ..perfmodel.ops import OpCost
 from ..perfmodel.roofline import op_time
 
@@ -46,6 +46,18 @@ class FitData:
     measured: np.ndarray
     dtype_bytes: int = 2
     labels: list[str] = field(default_factory=list)
+    #: activation rows per weight read of GEMM points (batch x q); 0 where not a projection
+    tokens: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is None:
+            self.tokens = np.zeros(len(self.measured))
+
+    def subset(self, mask: np.ndarray) -> FitData:
+        """The points where ``mask`` holds."""
+        return FitData(self.op_class[mask], self.flops[mask], self.bytes[mask], self.comm_bytes[mask],
+                       self.gpus[mask], self.measured[mask], self.dtype_bytes,
+                       [lab for lab, m in zip(self.labels, mask, strict=False) if m], self.tokens[mask])
 
     @classmethod
     def from_costs(
@@ -68,6 +80,7 @@ class FitData:
             measured=np.asarray(measured, dtype=float),
             dtype_bytes=dtype_bytes,
             labels=list(labels),
+            tokens=arr("tokens"),
         )
 
     def __len__(self) -> int:
@@ -88,7 +101,7 @@ def model_times(profile: HardwareProfile, data: FitData) -> np.ndarray:
                 op = OpCost("fit", cls, zero, zero, 1, comm_bytes=data.comm_bytes[m])
                 out[m] = op_time(op, profile, int(g), data.dtype_bytes).time
         else:
-            op = OpCost("fit", cls, data.flops[mask], data.bytes[mask], 1)
+            op = OpCost("fit", cls, data.flops[mask], data.bytes[mask], 1, tokens=data.tokens[mask])
             out[mask] = op_time(op, profile, 1, data.dtype_bytes).time
     return out
 
@@ -162,6 +175,9 @@ def identifiable(data: FitData) -> tuple[list[str], dict[str, str]]:
                 free.append(k)
             else:
                 fixed[k] = f"no {cls} point measured"
+    gemm = data.op_class == "gemm"
+    if (gemm & (data.tokens == 1)).any() and (gemm & (data.tokens > 1)).any():
+        free.append("gemv_bw")  # one-row projections run as matrix-vector kernels
     if (data.op_class != "allreduce").any():
         free.append("kernel_fixed_s")
     else:
@@ -188,16 +204,15 @@ def fit_profile(start: HardwareProfile, data: FitData) -> FitResult:
 
     ok = np.isfinite(data.measured) & (data.measured > 0)
     if not ok.all():
-        data = FitData(
-            data.op_class[ok], data.flops[ok], data.bytes[ok], data.comm_bytes[ok], data.gpus[ok],
-            data.measured[ok], data.dtype_bytes, [lab for lab, o in zip(data.labels, ok, strict=False) if o],
-        )
+        data = data.subset(ok)
     free, fixed = identifiable(data)
     if not len(data) or not free:
         pred = model_times(start, data)
         return FitResult(start, [], fixed | dict.fromkeys(free, "no data"), pred,
                          np.log(pred / data.measured) if len(data) else np.zeros(0), False, "no data")
     base = dict(start.efficiency)
+    if "gemv_bw" in free and "gemv_bw" not in base:
+        base["gemv_bw"] = base["gemm_bw"]  # start from the profile's GEMM bandwidth
     log_meas = np.log(data.measured)
     lo, hi = zip(*(_bounds(k) for k in free), strict=True)
 
@@ -239,7 +254,7 @@ def fit_profile(start: HardwareProfile, data: FitData) -> FitResult:
     return FitResult(
         profile=profile,
         fitted=fitted,
-        not_fitted={k: fixed[k] for k in EFFICIENCY_KEYS if k in fixed},
+        not_fitted={k: fixed[k] for k in EFFICIENCY_KEYS + OPTIONAL_EFFICIENCY if k in fixed},
         predicted=pred,
         log_residuals=np.log(pred) - log_meas,
         success=bool(best.success),

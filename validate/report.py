@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..perfmodel.hardware import OP_CLASSES, HardwareProfile
+from ..perfmodel.outfiles import atomic_write_text
+from ..perfmodel.roofline import attainable_flops
 
 
 def _parity(fig, x, y, text, name, color=None):
@@ -92,7 +94,6 @@ def build_report(
     figs.append(f4)
     # 5. fitted roofline with the measured points
     f5 = go.Figure()
-    eff = profile.efficiency
     kern = micro[micro["op_class"].isin(OP_CLASSES)]
     if not kern.empty:
         intensity = kern["flops"] / kern["bytes"].where(kern["bytes"] > 0)
@@ -101,9 +102,7 @@ def build_report(
             grp = kern[kern["op_class"] == cls]
             if grp.empty:
                 continue
-            peak = (profile.datasheet["peak_flops_fp32"] if cls == "elementwise"
-                    else profile.peak_flops(int(grp["dtype_bytes"].iloc[0])))
-            roof = np.minimum(xs * profile.mem_bw * eff[f"{cls}_bw"], peak * eff[f"{cls}_flops"])
+            roof = attainable_flops(profile, cls, xs, int(grp["dtype_bytes"].iloc[0]))
             f5.add_trace(go.Scatter(x=xs, y=roof, mode="lines", name=f"{cls} fitted roof"))
             f5.add_trace(go.Scatter(x=grp["flops"] / grp["bytes"], y=grp["flops"] / grp["measured"],
                                     mode="markers", name=f"{cls} measured", text=grp["label"]))
@@ -131,4 +130,4 @@ def build_report(
         + "".join(parts)
         + "</body></html>"
     )
-    Path(path).write_text(page, encoding="utf-8")
+    atomic_write_text(path, page)

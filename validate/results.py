@@ -4,7 +4,10 @@ Every point is written with a single ``write`` of whole lines, flushed and fsync
 next point starts, so a run stopped at any moment (Ctrl-C, a kill, a crash) leaves a file of
 complete rows; a line cut by a kill mid-write (no trailing newline) is dropped when the file is
 opened again.  ``key`` identifies a point (see :attr:`MicroPoint.key` and :mod:`.check`);
-``--resume`` skips every key already present, whatever its status.
+``--resume`` skips every key already present, whatever its status.  A point owns one row per
+quantity (``key``, ``op``); should a file hold a pair twice (two runs once wrote to one folder;
+the folder is locked now), the first row is kept and the later ones are ignored.  The run's
+configuration, against which ``--resume`` is checked, is in ``config.json`` (:mod:`.runconfig`).
 
 ``status`` is ``ok``, ``oom`` (out of memory: recorded, the run goes on) or ``error`` (the
 message is in ``detail``).
@@ -83,7 +86,12 @@ class MeasurementLog:
                 f"{self.path} was not written by this version of validate (columns differ); "
                 f"allowed: a measurements.csv from 'magicdec-model validate', or a new --out"
             )
+        seen: set[tuple[str, str]] = set()
         for row in reader:
+            pair = (row["key"], row["op"])
+            if pair in seen:
+                continue  # a duplicate: the first row of a (key, op) wins
+            seen.add(pair)
             self.rows.append(row)
             self.keys.add(row["key"])
 

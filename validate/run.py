@@ -29,20 +29,32 @@ import numpy as np
 import pandas as pd
 
 from ..perfmodel.architecture import ModelArch, get_model
+from ..perfmodel.engine import resolve_engine
 from ..perfmodel.errors import InputError
 from ..perfmodel.hardware import HardwareProfile, load_profile, profile_from_dict, profile_to_toml
+from ..perfmodel.inputs import check_float, check_int
+from ..perfmodel.outfiles import (
+    OutputLock,
+    atomic_output,
+    atomic_write_text,
+    check_out_folder,
+    make_out_folder,
+)
 from ..perfmodel.parallel import shard
 from ..perfmodel.speculative import check_gamma
 from .results import MeasurementLog, utc_now
+from .runconfig import check_resume, run_configuration, write_run_config
 
 KV_METHODS = ("streamingllm", "snapkv")
 DEVICES = ("cpu", "cuda")
+BACKENDS = ("auto", "torch", "flashinfer")
 
 #: starting efficiencies for a device without a shipped profile (a CPU): neutral priors
 GENERIC_START = {
     "gemm_bw": 0.5, "gemm_flops": 0.5,
     "attention_bw": 0.5, "attention_flops": 0.5,
     "elementwise_bw": 0.5, "elementwise_flops": 0.5,
+    "gemv_bw": 0.5,
     "kernel_fixed_s": 10e-6,
     "allreduce_latency_s": 50e-6, "allreduce_hop_latency_s": 5e-6, "allreduce_busbw": 1e9,
 }
@@ -71,11 +83,13 @@ class ValidateConfig:
     gpus: int = 1
     threads: int = 0  # CPU threads for torch (0: torch's default)
     checkpoint: str | None = None  # local safetensors folder: real weights, real acceptance
+    engine: str | None = None  # prior engine of the AR calibration (name or .toml); None: the default
 
 
 @dataclass
 class RunSummary:
-    """What a finished run reports."""
+    """What a finished run reports: MAPE (%) of the AR steps the engine was fitted to, and of the
+    held-out SD steps (draft, verify) and speedups."""
 
     mape_step: float
     mape_speedup: float
@@ -85,9 +99,13 @@ class RunSummary:
     profile_path: Path
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    mape_ar: float = float("nan")
+    engine_path: Path | None = None
 
     def last_line(self) -> str:
-        return f"MAPE step-time: {_pct(self.mape_step)}  MAPE speedup: {_pct(self.mape_speedup)}"
+        """The line scripts read: ``MAPE AR (fit): X%  MAPE SD step-time (held out): Y%  ...``."""
+        return (f"MAPE AR (fit): {_pct(self.mape_ar)}  MAPE SD step-time (held out): "
+                f"{_pct(self.mape_step)}  MAPE SD speedup (held out): {_pct(self.mape_speedup)}")
 
 
 def _pct(x: float) -> str:
@@ -106,9 +124,24 @@ class Progress:
 
 # ----------------------------------------------------------------------------- checks
 def check_config(cfg: ValidateConfig) -> ModelArch:
-    """Validate flags without importing torch; return the full model record."""
+    """Validate every flag without importing torch or creating anything; the full model record."""
     if cfg.device not in DEVICES:
         raise InputError(f"--device {cfg.device!r} is not one of: {', '.join(DEVICES)}")
+    if cfg.backend not in BACKENDS:
+        raise InputError(f"--backend {cfg.backend!r} is not one of: {', '.join(BACKENDS)}")
+    if cfg.backend == "flashinfer" and cfg.device != "cuda":
+        raise InputError("--backend flashinfer needs --device cuda; allowed on CPU: torch, auto")
+    for flag, value in (("--layers", cfg.layers), ("--new-tokens", cfg.new_tokens),
+                        ("--seed", cfg.seed), ("--threads", cfg.threads), ("--gpus", cfg.gpus)):
+        check_int(value, flag)
+    for flag, values in (("--batch", cfg.batch), ("--seq-len", cfg.seq_len),
+                         ("--kv-budget", cfg.kv_budget)):
+        if not values:
+            raise InputError(f"{flag} needs at least one value")
+        for v in values:
+            check_int(v, flag)
+    if cfg.acceptance is not None:
+        check_float(cfg.acceptance, "--acceptance", 0.0, 1.0, hi_open=True)
     if importlib.util.find_spec("torch") is None:
         raise InputError(
             "validate runs real kernels and needs torch, which is not installed; "
@@ -124,6 +157,18 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
         if cfg.gpus > 1:
             raise InputError("--checkpoint with --gpus > 1 is not supported yet; allowed: --gpus 1")
     arch = get_model(str(cfg.checkpoint) if cfg.checkpoint else cfg.model)
+    unsupported = [what for what, on in (("mixture-of-experts layers", arch.is_moe),
+                                         ("multi-head latent attention", arch.is_mla),
+                                         ("sliding-window layers", arch.sliding_window is not None),
+                                         ("per-head q/k norms", arch.qk_norm),
+                                         ("extra norms per layer", arch.norms_per_layer != 2))
+                   if on]
+    if unsupported:
+        raise InputError(
+            f"--model {arch.name}: validate builds dense LLaMA-family decoders only and this model has "
+            f"{', '.join(unsupported)}; allowed: dense models such as llama-3.1-8b, "
+            f"qwen2.5-7b, tinyllama-1.1b (predict costs {arch.name} analytically)"
+        )
     if not 1 <= cfg.layers <= arch.num_layers:
         raise InputError(f"--layers {cfg.layers} is outside 1..{arch.num_layers} for {arch.name}")
     if cfg.kv_method not in KV_METHODS:
@@ -152,7 +197,27 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
     shard(arch, cfg.gpus)  # raises InputError when the model cannot be split
     if cfg.start_profile:
         load_profile(cfg.start_profile)
+    resolve_engine(cfg.engine, ideal=False)  # InputError naming a bad --engine
+    check_out_folder(cfg.out)
     return arch
+
+
+def check_memory(cfg: ValidateConfig, arch: ModelArch, dtype_bytes: int, capacity: float) -> None:
+    """Refuse a grid whose largest point cannot fit: its full KV cache alone exceeds the device.
+
+    KV bytes of the measured layers = kv_bytes_per_token x batch x (seq_len + new tokens + gamma
+    + 1), split over the GPUs (a lower bound: weights, activations and the draft's cache come on
+    top), against ``capacity`` bytes (physical RAM on a CPU, total memory of one GPU).
+    """
+    run = dataclasses.replace(arch, num_layers=cfg.layers, dtype_bytes=dtype_bytes)
+    b, s = max(cfg.batch), max(cfg.seq_len)
+    tokens = b * (s + cfg.new_tokens + max(cfg.gamma) + 1)
+    need = run.kv_bytes_per_token() * tokens / min(cfg.gpus, arch.num_kv_heads)
+    if need > capacity:
+        raise InputError(
+            f"--batch {b} x --seq-len {s}: the KV cache of that point alone needs {need / 1e9:,.1f} GB, "
+            f"more than this device's {capacity / 1e9:,.1f} GB; allowed: smaller --batch or --seq-len"
+        )
 
 
 def check_device(device: str) -> None:
@@ -167,16 +232,26 @@ def check_device(device: str) -> None:
         )
 
 
-def prepare_out(out: Path, resume: bool) -> MeasurementLog:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; allowed: a folder (created when missing)")
-    out.mkdir(parents=True, exist_ok=True)
+def prepare_out(out: Path, resume: bool, config: dict[str, Any] | None = None) -> MeasurementLog:
+    """The measurement log of ``out`` (created when missing); call with ``out`` locked.
+
+    With ``config`` (see :mod:`.runconfig`), an existing log is continued only when ``--resume``
+    is given and ``out/config.json`` holds the same configuration; ``config.json`` is (re)written
+    when the log is new.
+    """
+    check_out_folder(out)
+    make_out_folder(out)
     path = out / "measurements.csv"
-    if path.exists() and path.stat().st_size > 0 and not resume:
+    has_rows = path.exists() and path.stat().st_size > 0
+    if has_rows and not resume:
         raise InputError(
             f"--out {out} already holds measurements.csv; allowed: --resume to continue it, or "
             f"another --out"
         )
+    if config is not None:
+        if has_rows:
+            check_resume(out, config)
+        write_run_config(out, config)
     return MeasurementLog(path)
 
 
@@ -237,17 +312,21 @@ def _free_memory(device: Any) -> None:
         torch.cuda.empty_cache()
 
 
+def _capacity(device: Any) -> float:
+    """Memory of the device in bytes: one GPU's total memory, or the machine's physical RAM."""
+    import torch
+
+    if device.type == "cuda":
+        return float(torch.cuda.get_device_properties(device).total_memory)
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
 def start_profile(cfg: ValidateConfig, peaks: dict[str, float], device: Any, name: str,
                   date: str) -> HardwareProfile:
     """The profile the fit starts from: a shipped one (``--start-profile``) or measured peaks."""
-    import torch
-
     if cfg.start_profile:
         return load_profile(cfg.start_profile)
-    if device.type == "cuda":
-        capacity = float(torch.cuda.get_device_properties(device).total_memory)
-    else:
-        capacity = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    capacity = _capacity(device)
     how = f"measured by magicdec-model validate on this machine ({name}) on {date}"
     datasheet = {
         "peak_flops_bf16": peaks["peak_flops"],
@@ -274,7 +353,21 @@ def start_profile(cfg: ValidateConfig, peaks: dict[str, float], device: Any, nam
 # ----------------------------------------------------------------------------- the run
 def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
                  warn: Callable[[str], None] | None = None) -> RunSummary:
-    """Run everything; return the summary (files written to ``cfg.out`` on rank 0)."""
+    """Run everything; return the summary (files written to ``cfg.out`` on rank 0).
+
+    Every flag, the device and the backend are checked before ``cfg.out`` is created; rank 0
+    then holds the folder's lock (:class:`~..perfmodel.outfiles.OutputLock`) until the end.
+    """
+    lock = OutputLock(cfg.out, folder=True) if os.environ.get("RANK", "0") == "0" else None
+    try:
+        return _run_validate(cfg, progress, warn, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_validate(cfg: ValidateConfig, progress: Progress | None, warn: Callable[[str], None] | None,
+                  lock: OutputLock | None) -> RunSummary:
     import torch
 
     progress = progress or Progress()
@@ -304,7 +397,22 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
             else:
                 dist.init_process_group("gloo")
     writer = rank == 0
-    log = prepare_out(cfg.out, cfg.resume) if writer else None
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype_bytes = torch.finfo(dtype).bits // 8
+    check_memory(cfg, arch, dtype_bytes, _capacity(device))
+    run_model = dataclasses.replace(arch, num_layers=cfg.layers, dtype_bytes=dtype_bytes)
+    dname = device_name(device)
+    date = utc_now()[:10]
+    backend, notes = select_attention(device, cfg.backend)
+    log = None
+    if writer:
+        assert lock is not None
+        check_out_folder(cfg.out)
+        make_out_folder(cfg.out)
+        lock.acquire()
+        log = prepare_out(cfg.out, cfg.resume, run_configuration(cfg, arch, dname, dtype, backend.name))
     done = set(log.keys) if log is not None else set()
     if dist_on:
         import torch.distributed as dist
@@ -312,15 +420,6 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
         box = [sorted(done)]
         dist.broadcast_object_list(box, src=0)
         done = set(box[0])
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    dtype_bytes = torch.finfo(dtype).bits // 8
-    run_model = dataclasses.replace(arch, num_layers=cfg.layers, dtype_bytes=dtype_bytes)
-    dname = device_name(device)
-    date = utc_now()[:10]
-    backend, notes = select_attention(device, cfg.backend)
     for n in notes:
         warn(n)
     labels = {"backend": backend.name, "device": dname}
@@ -401,7 +500,7 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
         peaks = {r["op"]: float(r["value"]) for r in log.rows if r["key"] == peak_key}
         start = start_profile(cfg, peaks, device, dname, date)
         fit_res, data, profile = _fit(log, start, run_model, cfg, dname, date, backend.name)
-        profile_path.write_text(profile_to_toml(profile), encoding="utf-8")
+        atomic_write_text(profile_path, profile_to_toml(profile))
         load_profile.cache_clear()
         load_profile(str(profile_path))  # what predict --hardware will load
 
@@ -437,14 +536,27 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
         _finish_distributed()  # waits for rank 0's fit, comparison and report
         return RunSummary(float("nan"), float("nan"), measured, skipped, failed, profile_path)
 
-    # 5. comparison and report
-    from .check import STEP_QUANTITIES, compare, mape
+    # 5. engine calibration on the AR steps only, comparison and report
+    from ..perfmodel.engine import engine_to_toml
+    from .check import SD_STEP_QUANTITIES, compare, mape
+    from .engine_fit import calibrate_engine
     from .fit import model_times
     from .report import build_report
 
     assert log is not None and profile is not None and data is not None
     meas = pd.DataFrame(log.rows)
-    comp = compare(meas, run_model, profile, cfg.kv_method)
+    prior = resolve_engine(cfg.engine, ideal=False)
+    calib = calibrate_engine(meas, run_model, profile, cfg.gpus, date=date, device=dname, prior=prior)
+    engine_path = cfg.out / "engine.toml"
+    if calib is None:
+        engine = prior
+        summary_warnings.append("fewer than 2 AR steps measured: the engine is not calibrated "
+                                f"({prior.name} engine used)")
+    else:
+        engine = calib.engine
+        atomic_write_text(engine_path, engine_to_toml(
+            engine, header=f"Written by magicdec-model validate on {date} ({dname})."))
+    comp = compare(meas, run_model, profile, cfg.kv_method, engine)
     micro_df = _micro_frame(log, profile, data, dtype_bytes, model_times)
     mic_rows = pd.DataFrame({
         "stage": "micro", "quantity": micro_df["op"], "batch": micro_df["batch"],
@@ -453,8 +565,10 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
         "error_percent": (micro_df["predicted"] / micro_df["measured"] - 1) * 100, "unit": "s",
     })
     full = pd.concat([comp, mic_rows], ignore_index=True) if len(mic_rows) else comp
-    full.to_csv(cfg.out / "comparison.csv", index=False)
-    m_step = mape(comp, STEP_QUANTITIES)
+    with atomic_output(cfg.out / "comparison.csv") as tmp:
+        full.to_csv(tmp, index=False)
+    m_ar = mape(comp, ["target_decode"])
+    m_step = mape(comp, SD_STEP_QUANTITIES)
     m_speed = mape(comp, ["speedup"])
     assert fit_res is not None
     lines = [
@@ -462,7 +576,10 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
         f"tensor parallel over {cfg.gpus} process(es); device {dname}; attention backend {backend.name}.",
         f"Fit: {len(data)} microbenchmark points, fit MAPE {fit_res.mape(data):.1f}% (in-sample); "
         f"not fitted: {', '.join(fit_res.not_fitted) or 'none'}.",
-        f"Held-out SD loop: MAPE step-time {_pct(m_step)}, MAPE speedup {_pct(m_speed)} "
+        (f"Engine: {engine.describe()}; calibrated on {calib.engine.calibration['points']} AR steps "
+         f"(in-sample MAPE {calib.mape_in_sample:.1f}%, {calib.cv_method} {calib.mape_cv:.1f}%)."
+         if calib is not None else f"Engine: {engine.describe()} (not calibrated)."),
+        f"Held-out SD loop: MAPE SD step-time {_pct(m_step)}, MAPE speedup {_pct(m_speed)} "
         + ("(real greedy acceptance of the checkpoint's weights on random prompts)."
            if cfg.acceptance is None else f"(acceptance synthetic Bernoulli a={cfg.acceptance:g})."),
         *summary_warnings,
@@ -471,8 +588,10 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
                  f"magicdec-model validate: {arch.name} on {dname}", lines)
     if dist_on:
         _finish_distributed()
-    files = [cfg.out / n for n in ("measurements.csv", "profile.toml", "comparison.csv", "report.html")]
-    return RunSummary(m_step, m_speed, measured, skipped, failed, profile_path, files, summary_warnings)
+    names = ["measurements.csv", "profile.toml"] + (["engine.toml"] if calib is not None else [])
+    files = [cfg.out / n for n in (*names, "comparison.csv", "report.html")]
+    return RunSummary(m_step, m_speed, measured, skipped, failed, profile_path, files, summary_warnings,
+                      mape_ar=m_ar, engine_path=engine_path if calib is not None else None)
 
 
 def _finish_distributed() -> None:
@@ -520,6 +639,8 @@ def _fit(log, start, run_model, cfg, dname, date, backend_name):
         measured=np.asarray([float(r["value"]) for r in rows]),
         dtype_bytes=run_model.dtype_bytes,
         labels=[r["key"] for r in rows],
+        tokens=np.asarray([float(r["batch"]) * float(r["q"]) if r["op_class"] == "gemm" else 0.0
+                           for r in rows]),
     )
     if not len(data):
         raise InputError(f"no microbenchmark point succeeded (see {log.path}); nothing to fit")

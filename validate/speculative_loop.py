@@ -108,7 +108,8 @@ class StepRecord:
 
     Attributes:
         kind: ``prefill``, ``draft_prefill`` (standalone draft), ``draft_select`` (budget selection,
-            no forward), ``draft``, ``verify`` or ``decode``.
+            no forward), ``draft``, ``verify``, ``decode``, or ``sd_loop`` (no forward: one round's
+            bookkeeping outside its draft and verify steps - catch-up, acceptance, rollback).
         q_len: new tokens per request.
         batch: requests.
         kv_len: tokens in the attended cache after the step (max over requests).
@@ -204,8 +205,11 @@ class _Recorder:
         self.t0 = self.clock()
 
     def stop(self, kind: str, q_len: int, cache: PagedKVCache, accepted=None, active=None):
-        rec = StepRecord(kind, q_len, cache.batch, int(cache.lens.max()), self.clock() - self.t0,
-                         accepted, active)
+        self.add(kind, q_len, cache, self.clock() - self.t0, accepted, active)
+
+    def add(self, kind: str, q_len: int, cache: PagedKVCache, seconds: float, accepted=None,
+            active=None):
+        rec = StepRecord(kind, q_len, cache.batch, int(cache.lens.max()), seconds, accepted, active)
         self.steps.append(rec)
         if self.on_step is not None:
             self.on_step(rec)
@@ -375,6 +379,7 @@ def speculative_generate(
         gamma=gamma,
     )
     while min(len(s) for s in seqs) - S < max_new_tokens:
+        t_prep = rec.clock()
         active = [len(s) - S < max_new_tokens for s in seqs]
         act = torch.tensor(active, device=dev)
         # ---- draft: catch up on unseen tokens, then propose gamma tokens
@@ -385,6 +390,7 @@ def speculative_generate(
             dcache.rollback(extra)
             dpos = [dpos[b] - (P - pend[b]) for b in range(B)]
         inp = torch.tensor([seqs[b][dpos[b] : dpos[b] + P] for b in range(B)], device=dev)
+        loop_s = rec.clock() - t_prep
         rec.start()
         d = drafter.sampling(drafter.draft_step(inp, dcache, be)[:, -1])
         rec.stop("draft", P, dcache)
@@ -404,6 +410,7 @@ def speculative_generate(
         else:
             acc = (dtok == g[:, :gamma]).to(torch.long).cumprod(dim=1).sum(dim=1)
         rec.stop("verify", gamma + 1, tcache, acc.tolist(), active)
+        t_post = rec.clock()
         # ---- accept and roll back; finished requests undo the whole round
         tcache.rollback(torch.where(act, gamma - acc, gamma + 1))
         kept_draft = torch.clamp(acc, max=gamma - 1)
@@ -420,6 +427,7 @@ def speculative_generate(
         result.request_rounds += sum(active)
         result.accepted_tokens += int(acc[act].sum())
         result.rejected_rounds += int((acc[act] < gamma).sum())
+        rec.add("sd_loop", 0, tcache, loop_s + rec.clock() - t_post)
     result.tokens = torch.tensor([s[S : S + max_new_tokens] for s in seqs], device=dev)
     result.steps = rec.steps
     return result

@@ -1,0 +1,60 @@
+"""Accuracy gates: fail when the model predicts the held-out published results worse than it did.
+
+The paper's engine (`magicdec-8xa100`) is calibrated on its measured autoregressive steps only
+(shared/reference/engines.md section 3); the 12 published end-to-end SD speedups on 8xA100
+(MagicDec project page table, perfmodel/data/paper_8xa100.csv) are never fitted. When this gate
+was set, compare-paper's MAPE with that engine was 8.8% (docs/model.md section 12); the bound
+leaves 0.2 points of room for harmless numerical change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from magicdec_model.perfmodel.paper import PAPER_ENGINE, compare_paper
+
+#: compare-paper MAPE (%) with the calibrated paper engine must stay at or below this.
+PAPER_MAPE_GATE = 9.0
+
+
+@pytest.mark.unit
+def test_calibrated_paper_engine_predicts_the_published_table_within_the_gate():
+    c = compare_paper(engine=PAPER_ENGINE)
+    assert len(c.rows) == 12
+    assert c.mape_pct <= PAPER_MAPE_GATE, c.rows[["target", "draft", "prefill", "batch", "error_pct"]]
+    # and it is better than the engine-less lower bound it replaced (36.5% when the gate was set)
+    assert c.mape_pct < compare_paper(engine="cuda-graph").mape_pct
+    inside = (c.rows["speedup_paper"] >= c.rows["speedup_model_lo"]) & \
+             (c.rows["speedup_paper"] <= c.rows["speedup_model_hi"])
+    assert int(np.sum(inside)) >= 9  # 9 of 12 published speedups inside the 80% interval
+
+
+#: Bounds (%) of the README's CPU validate run (docs/validation.md): held-out MAPE of the SD step
+#: times (draft, verify) and of the SD speedup.  When set, a quiet 2-core machine gave 12.5-13.3%
+#: and 14.8-14.9%; the bounds leave room for a shared CI machine's timing jitter.
+CPU_SD_STEP_MAPE_GATE = 25.0
+CPU_SD_SPEEDUP_MAPE_GATE = 25.0
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cpu_validate_held_out_mape_stays_within_its_gate(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "magicdec_model.cli.main", "validate", "--device", "cpu",
+            "--model", "llama-68m", "--layers", "2", "--batch", "1,2,4", "--seq-len", "256,1024",
+            "--kv-budget", "64,128", "--gamma", "3", "--acceptance", "0.8", "--new-tokens", "32",
+            "--threads", "1", "--out", str(tmp_path / "cpu")]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=580)
+    assert res.returncode == 0, res.stderr[-2000:]
+    last = res.stdout.strip().splitlines()[-1]
+    m = re.fullmatch(r"MAPE AR \(fit\): ([0-9.]+)%  MAPE SD step-time \(held out\): ([0-9.]+)%  "
+                     r"MAPE SD speedup \(held out\): ([0-9.]+)%", last)
+    assert m, last
+    step, speed = float(m.group(2)), float(m.group(3))
+    assert step <= CPU_SD_STEP_MAPE_GATE, last
+    assert speed <= CPU_SD_SPEEDUP_MAPE_GATE, last

@@ -188,3 +188,27 @@ def test_custom_clock_times_every_step(target, prompt):
     ar = autoregressive_generate(target, prompt, 4, clock=lambda: 0.0)
     assert [s.kind for s in ar.steps] == ["prefill", "decode", "decode", "decode"]
     assert ar.seconds() == 0.0
+
+
+def test_before_step_runs_untimed_before_every_forward_step(target, prompt):
+    """The validator flushes the caches in ``before_step``: once per timed forward step (prefill,
+    draft, verify, decode), never inside a step's timing nor inside the loop's bookkeeping."""
+    now = [0.0]
+    calls = []
+
+    def before() -> None:  # a flush that "takes" 100 s of the clock
+        calls.append(now[0])
+        now[0] += 100.0
+
+    def clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    res = speculative_generate(target, prompt, 6, gamma=2, clock=clock, before_step=before)
+    forward = [s for s in res.steps if s.kind != "sd_loop"]
+    assert len(calls) == len(forward)
+    assert all(s.seconds == 1.0 for s in forward)  # the 100 s never reach a step
+    assert all(s.seconds < 100.0 for s in res.steps if s.kind == "sd_loop")
+    calls.clear()
+    ar = autoregressive_generate(target, prompt, 4, clock=clock, before_step=before)
+    assert len(calls) == len(ar.steps) == 4 and all(s.seconds == 1.0 for s in ar.steps)

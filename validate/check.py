@@ -20,6 +20,7 @@ error; the model's speedup at the nominal acceptance is reported too.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -82,23 +83,28 @@ def plan_checks(batches, seq_lens, budgets, gammas, acceptance: float | None, gp
     return ar + sd
 
 
-def measure_ar(decoder: Any, point: ARPoint, backend: Any, new_tokens: int, seed: int) -> dict:
-    """Median AR decode step (s) after a prompt of ``seq_len`` random tokens."""
+def measure_ar(decoder: Any, point: ARPoint, backend: Any, new_tokens: int, seed: int,
+               before_step: Callable[[], None] | None = None) -> dict:
+    """Median AR decode step (s) after a prompt of ``seq_len`` random tokens; ``before_step`` runs
+    untimed before each step (the cache flush, as for the microbenchmarks)."""
     import torch
 
     from .speculative_loop import autoregressive_generate
 
     g = torch.Generator().manual_seed(seed)
     prompt = torch.randint(0, decoder.arch.vocab_size, (point.batch, point.seq_len), generator=g)
-    res = autoregressive_generate(decoder, prompt, new_tokens + 1, backend=backend)
+    res = autoregressive_generate(decoder, prompt, new_tokens + 1, backend=backend,
+                                  before_step=before_step)
     steps = [s.seconds for s in res.steps if s.kind == "decode"]
     return {"target_decode": _summary(steps)}
 
 
 def measure_sd(
-    decoder: Any, point: SDPoint, backend: Any, new_tokens: int, kv_method: str, seed: int
+    decoder: Any, point: SDPoint, backend: Any, new_tokens: int, kv_method: str, seed: int,
+    before_step: Callable[[], None] | None = None,
 ) -> dict:
-    """Median draft and verify steps (s), seconds per token, measured Omega of one SD run."""
+    """Median draft and verify steps (s), seconds per token, measured Omega of one SD run;
+    ``before_step`` runs untimed before each forward step (the cache flush)."""
     import torch
 
     from .speculative_loop import GREEDY, DraftKV, SyntheticAcceptance, speculative_generate
@@ -113,6 +119,7 @@ def measure_sd(
         draft_kv=DraftKV(method=kv_method, budget=point.kv_budget),
         acceptance=GREEDY if point.acceptance is None else SyntheticAcceptance(point.acceptance, seed),
         backend=backend,
+        before_step=before_step,
     )
     draft = [s.seconds for s in res.steps if s.kind == "draft" and s.q_len == 1]
     verify = [s.seconds for s in res.steps if s.kind == "verify"]

@@ -197,11 +197,16 @@ def default_clock(device: torch.device) -> Callable[[], float]:
 
 
 class _Recorder:
-    def __init__(self, clock: Callable[[], float], on_step: Callable[[StepRecord], None] | None):
+    def __init__(self, clock: Callable[[], float], on_step: Callable[[StepRecord], None] | None,
+                 before_step: Callable[[], None] | None = None):
         self.clock, self.on_step, self.steps = clock, on_step, []
+        self.before_step = before_step
         self.t0 = 0.0
 
     def start(self) -> None:
+        """Mark the start of a forward step, after ``before_step`` (not timed)."""
+        if self.before_step is not None:
+            self.before_step()
         self.t0 = self.clock()
 
     def stop(self, kind: str, q_len: int, cache: PagedKVCache, accepted=None, active=None):
@@ -224,6 +229,7 @@ def autoregressive_generate(
     page_size: int = 16,
     clock: Callable[[], float] | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
+    before_step: Callable[[], None] | None = None,
 ) -> GenerationResult:
     """Greedy AR baseline: prefill ``prompt`` ``[B, S]``, then ``max_new_tokens - 1`` decode steps.
 
@@ -232,7 +238,7 @@ def autoregressive_generate(
     import torch
 
     be = _resolve_backend(backend, target.device)
-    rec = _Recorder(clock or default_clock(target.device), on_step)
+    rec = _Recorder(clock or default_clock(target.device), on_step, before_step)
     prompt = prompt.to(target.device)
     B, S = prompt.shape
     cache = target.new_cache(B, S + max_new_tokens, page_size=page_size)
@@ -317,6 +323,7 @@ def speculative_generate(
     page_size: int = 16,
     clock: Callable[[], float] | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
+    before_step: Callable[[], None] | None = None,
 ) -> GenerationResult:
     """Speculative decoding of ``max_new_tokens`` tokens per request after ``prompt`` ``[B, S]``.
 
@@ -330,6 +337,8 @@ def speculative_generate(
         page_size: tokens per KV page.
         clock: time source in seconds (default: :func:`default_clock`).
         on_step: called with every :class:`StepRecord`.
+        before_step: called, untimed, before every timed forward step (the validator evicts the
+            caches there, so that steps are timed in the cache state their kernels were fitted in).
     """
     import torch
 
@@ -346,7 +355,7 @@ def speculative_generate(
 
     dev = target.device
     be = _resolve_backend(backend, dev)
-    rec = _Recorder(clock or default_clock(dev), on_step)
+    rec = _Recorder(clock or default_clock(dev), on_step, before_step)
     prompt = prompt.to(dev)
     B, S = prompt.shape
     capture = spec.window if spec.method == "snapkv" else 0

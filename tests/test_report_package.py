@@ -79,21 +79,13 @@ def test_table_html_escapes_values_and_leaves_missing_cells_empty():
 @pytest.mark.unit
 def test_validate_report_is_written_by_the_shared_page(tmp_path):
     from plotly.offline import get_plotlyjs
+    from validate_report_frames import tiny_frames
 
     from magicdec_model.perfmodel.hardware import load_profile
     from magicdec_model.perfmodel.report.page import STYLE
     from magicdec_model.validate.report import build_report
 
-    micro = pd.DataFrame({
-        "op": ["qkv_proj", "qkv_proj", "attn_decode"], "op_class": ["gemm", "gemm", "attention"],
-        "label": ["qkv B=1", "qkv B=8", "attn B=1"], "flops": [1e9, 8e9, 2e8], "bytes": [2e8, 2.1e8, 4e8],
-        "measured": [1e-4, 2e-4, 3e-4], "predicted": [1.1e-4, 1.9e-4, 3.3e-4], "dtype_bytes": [2, 2, 2],
-    })
-    comparison = pd.DataFrame({
-        "quantity": ["target_decode", "speedup"], "unit": ["s", "x"], "batch": [1, 1], "seq_len": [128, 128],
-        "kv_budget": [32, 32], "gamma": [2, 2], "measured": [0.01, 1.4], "predicted": [0.011, 1.3],
-        "error_percent": [10.0, -7.1],
-    })
+    micro, comparison = tiny_frames()
     profile = load_profile("a100-80gb-sxm")
     path = tmp_path / "report.html"
     build_report(path, micro, comparison, profile, "validate <cpu>", ["MAPE & more"])

@@ -29,3 +29,16 @@ def test_defaults_written_out_for_help_agree_with_the_library():
     assert PRIOR_DEFAULT == DEFAULT_ENGINE
     assert CANDIDATES_HELP == ", ".join(CANDIDATES)
     assert PAPER_HARDWARE_DEFAULT == PAPER_HARDWARE
+
+
+def test_predict_imports_neither_plotly_nor_the_report_package():
+    code = ("import sys\n"
+            "from typer.testing import CliRunner\n"
+            "from magicdec_model.cli.main import app\n"
+            "r = CliRunner().invoke(app, ['predict', '--batch', '8', '--seq-len', '8k', '--format', 'csv'])\n"
+            "assert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in sys.modules if m == 'plotly' "
+            "or m.startswith('magicdec_model.perfmodel.report')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

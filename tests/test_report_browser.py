@@ -148,3 +148,22 @@ def test_the_harness_catches_errors_and_unrendered_plots(browser, tmp_path):
     assert any("console.error: boom" in e for e in errors)
     assert any("undefinedFunction" in e for e in errors)
     assert 'class="main-svg"' not in _plot_divs(dom)["fig-empty"]
+
+
+def test_validate_report_renders_every_plot_without_console_errors(browser, tmp_path):
+    from validate_report_frames import tiny_frames
+
+    from magicdec_model.perfmodel.hardware import load_profile
+    from magicdec_model.validate.report import build_report as build_validate_report
+
+    micro, comparison = tiny_frames()
+    path = tmp_path / "validate.html"
+    build_validate_report(path, micro, comparison, load_profile("a100-80gb-sxm"), "validate", ["MAPE"])
+    dom, log = _open(browser, path, tmp_path / "profile")
+
+    assert _errors(dom, log) == []
+    divs = _plot_divs(dom)
+    assert sorted(divs) == ["fig-microbenchmarks", "fig-residuals", "fig-roofline", "fig-sd-loop",
+                            "fig-speedup"]
+    for name, html in divs.items():
+        assert 'class="main-svg"' in html, f"{name} not rendered"

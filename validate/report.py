@@ -1,6 +1,8 @@
 """report.html: predicted vs measured per op and per step, residuals, the fitted roofline (plotly).
 
-One self-contained page (plotly.js inlined once), viewable offline.
+One self-contained page (plotly.js inlined once), viewable offline, written by perfmodel's shared
+page module (:mod:`magicdec_model.perfmodel.report.page`).  plotly is imported when a report is
+built, not with this module.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from ..perfmodel.hardware import OP_CLASSES, HardwareProfile
-from ..perfmodel.outfiles import atomic_write_text
 from ..perfmodel.roofline import attainable_flops
 
 
@@ -49,6 +50,8 @@ def build_report(
     """
     import plotly.graph_objects as go
 
+    from ..perfmodel.report.page import figure_div, html_page, slug, table_html, write_page
+
     figs = []
     # 1. microbenchmarks: predicted vs measured per op
     f1 = go.Figure()
@@ -58,7 +61,7 @@ def build_report(
     f1.update_layout(title="Microbenchmarks (fit data): predicted vs measured time per op [s]",
                      xaxis={"type": "log", "title": "measured [s]"},
                      yaxis={"type": "log", "title": "predicted (fitted profile) [s]"})
-    figs.append(f1)
+    figs.append(("microbenchmarks", f1))
     # 2. SD-loop steps: predicted vs measured (held out)
     steps = comparison[comparison["unit"] == "s"]
     f2 = go.Figure()
@@ -70,7 +73,7 @@ def build_report(
     f2.update_layout(title="SD loop (not seen by the fit): predicted vs measured step time [s]",
                      xaxis={"type": "log", "title": "measured [s]"},
                      yaxis={"type": "log", "title": "predicted [s]"})
-    figs.append(f2)
+    figs.append(("sd-loop", f2))
     # 3. speedup
     sp = comparison[comparison["quantity"] == "speedup"]
     if not sp.empty:
@@ -81,7 +84,7 @@ def build_report(
         _diag(f3, list(sp["measured"]) + list(sp["predicted"]))
         f3.update_layout(title="SD speedup over AR: predicted vs measured",
                          xaxis={"title": "measured speedup"}, yaxis={"title": "predicted speedup"})
-        figs.append(f3)
+        figs.append(("speedup", f3))
     # 4. residuals
     f4 = go.Figure()
     f4.add_trace(go.Box(x=micro["op"], y=(micro["predicted"] / micro["measured"] - 1) * 100,
@@ -91,7 +94,7 @@ def build_report(
                             name="SD loop (held out)", boxpoints="all"))
     f4.update_layout(title="Residuals: predicted / measured - 1 [%]", boxmode="group",
                      yaxis={"title": "error [%]"})
-    figs.append(f4)
+    figs.append(("residuals", f4))
     # 5. fitted roofline with the measured points
     f5 = go.Figure()
     kern = micro[micro["op_class"].isin(OP_CLASSES)]
@@ -110,24 +113,19 @@ def build_report(
                            "(kernel fixed cost not drawn)",
                      xaxis={"type": "log", "title": "FLOP per byte"},
                      yaxis={"type": "log", "title": "FLOP/s"})
-    figs.append(f5)
+    figs.append(("roofline", f5))
 
     parts = []
-    for i, fig in enumerate(figs):
+    for key, fig in figs:
         fig.update_layout(height=520)
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    eff_rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td><td>{html.escape(profile.sources.get(k, ''))}"
-        f"</td></tr>" for k, v in profile.efficiency.items()
+        parts.append(figure_div(fig, slug(key)))
+    efficiency = pd.DataFrame(
+        [(k, f"{v:.4g}", profile.sources.get(k, "")) for k, v in profile.efficiency.items()],
+        columns=["parameter", "value", "source"],
     )
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title></head><body style='font-family:sans-serif'>"
-        f"<h1>{html.escape(title)}</h1>"
-        + "".join(f"<p>{html.escape(line)}</p>" for line in summary_lines)
-        + "<h2>Fitted efficiency parameters</h2><table border='1' cellpadding='4'>"
-        "<tr><th>parameter</th><th>value</th><th>source</th></tr>" + eff_rows + "</table>"
+    body = (
+        "".join(f"<p>{html.escape(line)}</p>" for line in summary_lines)
+        + "<h2>Fitted efficiency parameters</h2>" + table_html(efficiency, "table-efficiency")
         + "".join(parts)
-        + "</body></html>"
     )
-    atomic_write_text(path, page)
+    write_page(path, html_page(title, body))

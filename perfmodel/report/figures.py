@@ -1,46 +1,33 @@
-"""Design-space report: plotly figures over a batch x seq_len grid and one self-contained HTML page.
+"""Every plotly figure of the design-space report, with their palettes, axes and hover templates.
 
-Figures (keys of :attr:`Report.figures`):
+Each function takes :class:`~.grid.Grid` objects (one per draft strategy) and returns one
+``plotly.graph_objects.Figure``:
 
-* ``speedup:<strategy>`` - speedup heatmap per draft strategy, best gamma in each cell, the
+* :func:`speedup_figure` - speedup heatmap of one strategy, best gamma in each cell, the
   speedup = 1 contour, cells that do not fit in GPU memory masked in grey;
-* ``regimes`` - memory- or compute-bound target, verify and draft steps, with the critical
-  sequence length curve;
-* ``kv_share`` - share of the target step spent reading the KV cache vs seq_len, per batch;
-* ``step_ratios`` - T_verify/T_target and T_draft/T_target vs batch, per seq_len;
-* ``throughput_latency`` - throughput vs per-token latency, AR and SD, along batch;
-* ``speedup_interval`` - speedup vs seq_len for a few batch sizes, the engine's 80 % prediction
+* :func:`regime_figure` - memory- or compute-bound target, verify and draft steps, with the
+  critical sequence length curve;
+* :func:`kv_share_figure` - share of the target step spent reading the KV cache vs seq_len, per batch;
+* :func:`ratio_figure` - T_verify/T_target and T_draft/T_target vs batch, per seq_len;
+* :func:`tradeoff_figure` - throughput vs per-token latency, AR and SD, along batch;
+* :func:`interval_figure` - speedup vs seq_len for a few batch sizes, the engine's 80 % prediction
   interval shaded around each line;
-* ``strategy_map`` - over batch x seq_len, which kind of draft (self sparse-KV, small model,
-  EAGLE head, MTP module, n-gram, or none: autoregressive) wins, and by how much.
+* :func:`strategy_map_figure` - over batch x seq_len, which kind of draft (:data:`MAP_KINDS`) wins,
+  and by how much.
 
-The predictions come from :func:`strategy.predict_strategies` (one vectorised ``predict`` call per
-draft); this module only reshapes and draws them.  Units: SI inside, ms / GB / tok/s in the figures.
-plotly is imported here and nowhere else in perfmodel.
+Units: the grids' ms / GB / tok/s / %, as drawn.
 """
 
 from __future__ import annotations
 
-import html
-import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from .advise import WORTH_IT
-from .architecture import get_model
-from .engine import resolve_engine
-from .errors import InputError
-from .hardware import HardwareProfile, load_profile
-from .outfiles import atomic_write_text
-from .strategy import Strategy, predict_strategies
-from .sweep import MEMORY_UTILIZATION, Query
+from ..advise import WORTH_IT
+from ..strategy import Strategy
+from ..sweep import MEMORY_UTILIZATION
+from .grid import Grid
 
 #: Most lines drawn in one line plot (batches or sequence lengths are sub-sampled evenly beyond).
 MAX_LINES = 8
@@ -74,70 +61,6 @@ _HOVER = (
     ("memory_gb", "memory per GPU (GB)", ".2f"),
 )
 _BATCH_COL, _SEQ_COL = len(_HOVER), len(_HOVER) + 1  # customdata indices of batch and seq_len
-
-
-@dataclass
-class Grid:
-    """Predictions of one strategy reshaped to (batch, seq_len) arrays; times in ms, memory in GB."""
-
-    strategy: Strategy
-    batch: np.ndarray
-    seq_len: np.ndarray
-    arrays: dict[str, np.ndarray]
-    fits: np.ndarray
-    frame: pd.DataFrame
-
-
-@dataclass
-class Report:
-    """The figures, tables and inputs of a design-space report."""
-
-    figures: dict[str, go.Figure]
-    tables: dict[str, pd.DataFrame]
-    title: str
-    predictions: pd.DataFrame
-    build_seconds: float = 0.0
-    captions: dict[str, str] = field(default_factory=dict)
-
-    def to_html(self) -> str:
-        """One self-contained HTML page: plotly.js embedded once, every figure, every table."""
-        return _page(self)
-
-
-def _to_grid(df: pd.DataFrame, strategy: Strategy) -> Grid:
-    df = df.sort_values(["batch", "seq_len"], kind="stable")
-    B = np.unique(df["batch"].to_numpy())
-    S = np.unique(df["seq_len"].to_numpy())
-    shape = (len(B), len(S))
-    if len(df) != B.size * S.size:
-        raise InputError("report needs exactly one GPU count (--gpus) and one gamma setting")
-
-    def col(name: str) -> np.ndarray:
-        return df[name].to_numpy().reshape(shape)
-
-    arrays = {
-        "gamma": col("gamma").astype(float),
-        "speedup": col("speedup"),
-        "speedup_lo": col("speedup_lo"),
-        "speedup_hi": col("speedup_hi"),
-        "t_target_ms": col("t_target_s") * 1e3,
-        "t_draft_ms": col("t_draft_s") * 1e3,
-        "t_verify_ms": col("t_verify_s") * 1e3,
-        "expected_tokens": col("expected_tokens"),
-        "acceptance": col("acceptance"),
-        "throughput_ar": col("throughput_ar_tok_s"),
-        "throughput_sd": col("throughput_sd_tok_s"),
-        "latency_ar_ms": col("latency_ar_s") * 1e3,
-        "latency_sd_ms": col("latency_sd_s") * 1e3,
-        "kv_pct": col("kv_fraction") * 100.0,
-        "memory_gb": col("memory_per_gpu_bytes") / 1e9,
-        "regime": col("regime"),
-        "regime_verify": col("regime_verify"),
-        "regime_draft": col("regime_draft"),
-        "critical_seq_len": col("critical_seq_len"),
-        "comm_pct": col("comm_fraction") * 100.0,
-    }
-    return Grid(strategy, B, S, arrays, col("fits_memory").astype(bool), df)
 
 
 def _is_log(values: np.ndarray) -> bool:
@@ -541,186 +464,3 @@ def strategy_map_figure(grids: list[Grid]) -> go.Figure:
         yaxis=_axis("batch size (sequences)", g0.batch, ye), height=520,
     )
     return fig
-
-
-def inputs_table(
-    query: Query, hw: HardwareProfile, strategies: list[Strategy], df: pd.DataFrame
-) -> pd.DataFrame:
-    """Rows (item, value, source) describing every input of the report."""
-    target = get_model(query.model)
-    rows = [
-        ("target model", f"{target.name}: {target.param_count() / 1e9:.2f} B parameters, "
-                         f"{target.num_layers} layers, {target.num_heads} heads / "
-                         f"{target.num_kv_heads} KV heads, hidden {target.hidden_size}",
-         target.source or target.hf_id),
-        ("GPUs (tensor parallel)", ", ".join(str(g) for g in query.gpus), ""),
-        ("gamma", str(query.gamma) if isinstance(query.gamma, str) else
-         ", ".join(map(str, query.gamma)), "auto = the gamma of highest speedup in 1..16"),
-        ("hardware profile", f"{hw.name}: {hw.description}" + (" [ideal]" if query.ideal else ""),
-         hw.path or "built-in"),
-    ]
-    for s in strategies:
-        src = "the target's own weights"
-        if s.draft in ("eagle", "mtp"):
-            src = f"a {s.draft} head on the target's hidden states (docs/model.md, draft kinds)"
-        elif s.draft == "ngram":
-            src = "n-gram prompt lookup: no GPU model; the engine's ngram_lookup_s per sequence"
-        elif s.draft != "self":
-            d = get_model(s.draft)
-            src = f"{d.name}: {d.param_count() / 1e9:.2f} B parameters; {d.source or d.hf_id}"
-        rows.append((f"draft strategy: {s.label}", s.label, src))
-        part = df[df["strategy"] == s.label]
-        for source, accs in part.groupby("acceptance_source", sort=False)["acceptance"]:
-            lo, hi = float(accs.min()), float(accs.max())
-            span = f"{lo:.3g}" if lo == hi else f"{lo:.3g} to {hi:.3g}"
-            rows.append((f"acceptance, {s.label}", span, str(source)))
-    for key, value in hw.datasheet.items():
-        rows.append((f"datasheet {key}", f"{value:.4g}", hw.sources.get(key, "")))
-    for key, value in hw.efficiency.items():
-        rows.append((f"efficiency {key}", f"{value:.4g}", hw.sources.get(key, "")))
-    engine = resolve_engine(query.engine, query.ideal)
-    rows.append(("engine", f"{engine.name}: {engine.description}", engine.path or "built-in"))
-    for key in engine.parameters:
-        rows.append((f"engine {key}", f"{engine.value(key):.4g} +- {engine.stderr.get(key, 0.0):.3g}",
-                     engine.sources.get(key, "")))
-    rows.append(("memory fit", f"weights + KV caches <= {MEMORY_UTILIZATION:.0%} of GPU memory", ""))
-    return pd.DataFrame(rows, columns=["input", "value", "source"])
-
-
-def best_table(grids: list[Grid]) -> pd.DataFrame:
-    """Per sequence length: the strategy and batch of highest speedup among points that fit in memory."""
-    rows = []
-    S = grids[0].seq_len
-    for j, s in enumerate(S):
-        best = None
-        for g in grids:
-            sp = np.where(g.fits[:, j], g.arrays["speedup"][:, j], -np.inf)
-            i = int(np.argmax(sp))
-            if np.isfinite(sp[i]) and (best is None or sp[i] > best[0]):
-                best = (sp[i], g, i)
-        if best is None:
-            rows.append({"seq_len": int(s), "strategy": "nothing fits in memory"})
-            continue
-        _, g, i = best
-        a = g.arrays
-        rows.append({
-            "seq_len": int(s),
-            "strategy": g.strategy.label,
-            "batch": int(g.batch[i]),
-            "gamma": int(a["gamma"][i, j]),
-            "speedup": round(float(a["speedup"][i, j]), 3),
-            "80% interval": f"{a['speedup_lo'][i, j]:.2f}-{a['speedup_hi'][i, j]:.2f}",
-            "SD throughput (tok/s)": round(float(a["throughput_sd"][i, j]), 1),
-            "SD latency (ms/token)": round(float(a["latency_sd_ms"][i, j]), 3),
-            "AR throughput (tok/s)": round(float(a["throughput_ar"][i, j]), 1),
-            "memory per GPU (GB)": round(float(a["memory_gb"][i, j]), 2),
-            "use": "SD" if a["speedup"][i, j] >= WORTH_IT else f"AR (SD < {WORTH_IT}x)",
-        })
-    return pd.DataFrame(rows)
-
-
-def build_report(query: Query, strategies: list[Strategy]) -> Report:
-    """Predict every strategy over the query's batch x seq_len grid and draw the report's figures."""
-    t0 = time.perf_counter()
-    if len(query.gpus) != 1:
-        raise InputError(f"--gpus {','.join(map(str, query.gpus))}: a report takes one GPU count")
-    if not isinstance(query.gamma, str) and len(query.gamma) != 1:
-        raise InputError(f"--gamma {','.join(map(str, query.gamma))}: a report takes 'auto' or one value")
-    if not strategies:
-        raise InputError("a report needs at least one draft strategy")
-    hw = query.hardware if isinstance(query.hardware, HardwareProfile) else load_profile(query.hardware)
-    query = replace(query, hardware=hw, batch=sorted(set(query.batch)), seq_len=sorted(set(query.seq_len)))
-    df = predict_strategies(query, strategies)
-    grids = [_to_grid(df[df["strategy"] == s.label], s) for s in strategies]
-    fin = np.concatenate([np.where(g.fits, g.arrays["speedup"], np.nan).ravel() for g in grids])
-    fin = fin[np.isfinite(fin)]
-    lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.5, 2.0)
-    zrange = (min(lo, 0.99), max(hi, 1.01))
-    capacity = hw.mem_capacity
-    figures: dict[str, go.Figure] = {}
-    for g in grids:
-        figures[f"speedup:{g.strategy.label}"] = speedup_figure(g, zrange, capacity)
-    figures["regimes"] = regime_figure(grids)
-    figures["kv_share"] = kv_share_figure(grids[0])
-    figures["step_ratios"] = ratio_figure(grids)
-    figures["throughput_latency"] = tradeoff_figure(grids)
-    figures["speedup_interval"] = interval_figure(grids, str(df["engine"].iloc[0]))
-    figures["strategy_map"] = strategy_map_figure(grids)
-    tables = {"inputs": inputs_table(query, hw, strategies, df), "best": best_table(grids)}
-    target = get_model(query.model)
-    title = (f"SD design space: {target.name} on {query.gpus[0]} x {hw.name}, "
-             f"batch {query.batch[0]}-{query.batch[-1]}, seq_len {query.seq_len[0]:,}-{query.seq_len[-1]:,}")
-    return Report(figures, tables, title, df, time.perf_counter() - t0, dict(_CAPTIONS))
-
-
-_CAPTIONS = {
-    "speedup": "Speedup = T_target / (SD time per token). Blue: SD is faster; red: slower. Each cell "
-               "shows the speculation length gamma that maximises speedup there.",
-    "regimes": "A step is memory-bound where memory-bound kernels take at least half of its kernel "
-               "time. Right of the black line, the target step reads more KV than weights.",
-    "kv_share": "The part of the target step a sparse-KV draft avoids: the larger, the cheaper the "
-                "draft relative to the target.",
-    "step_ratios": "Eq. 1 of MagicDec: speedup = Omega / (gamma T_draft/T_target + T_verify/T_target).",
-    "throughput_latency": "Each point is one batch size; up and to the left is better.",
-    "strategy_map": "Over all draft strategies of the report, grouped by kind: the best kind per cell "
-                    "(memory permitting), its speedup, and in the hover its margin over the best of "
-                    "the other kinds. Acceptance of each kind as in the inputs table.",
-    "speedup_interval": "Shaded: the central 80% interval of the speedup from the engine's "
-                        "uncertainty (its calibration's covariance and residual spread, or its "
-                        "declared standard errors); acceptance is taken as given.",
-}
-
-
-def _table_html(df: pd.DataFrame, table_id: str) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = []
-    for row in df.itertuples(index=False):
-        cells = "".join(
-            f"<td>{'' if pd.isna(v) else html.escape(str(v))}</td>" for v in row
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return (f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")
-
-
-def _slug(key: str) -> str:
-    return "fig-" + "".join(ch if ch.isalnum() else "-" for ch in key).strip("-")
-
-
-def _page(rep: Report) -> str:
-    parts = []
-    config = {"displaylogo": False, "responsive": True}
-    for key, fig in rep.figures.items():
-        cap = rep.captions.get(key.split(":")[0], "")
-        div = pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=_slug(key),
-                          config=config, validate=False)
-        parts.append(f'<section class="figure" data-figure="{html.escape(key)}">{div}'
-                     f'<p class="caption">{html.escape(cap)}</p></section>')
-    tables = (
-        "<h2>Best configuration per sequence length</h2>"
-        "<p>Highest speedup over all draft strategies and batch sizes that fit in memory; "
-        f"'use' says AR where even the best speedup is below {WORTH_IT}x.</p>"
-        + _table_html(rep.tables["best"], "table-best")
-        + "<h2>Inputs</h2>" + _table_html(rep.tables["inputs"], "table-inputs")
-    )
-    style = (
-        "body{font-family:sans-serif;margin:16px 24px;color:#222}"
-        "table{border-collapse:collapse;font-size:13px;margin-bottom:24px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}"
-        "th{background:#f0f0f0}.caption{color:#555;font-size:13px;margin:0 0 28px 0}"
-    )
-    return (
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(rep.title)}</title><style>{style}</style>"
-        f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
-        f"<h1>{html.escape(rep.title)}</h1>"
-        "<p>Analytic roofline model of speculative decoding (magicdec-model). Hover over any point "
-        "for all of its numbers; drag to zoom, double-click to reset.</p>"
-        + "".join(parts) + tables + "</body></html>"
-    )
-
-
-def write_report(path: str | Path, report: Report) -> Path:
-    """Write the report's HTML to ``path`` (UTF-8, atomically: a complete file or none) and return
-    the path."""
-    return atomic_write_text(path, report.to_html())

@@ -1,0 +1,160 @@
+"""The design-space report's numbers: strategy predictions reshaped to batch x seq_len grids, and the
+report's two tables (inputs with their sources, best configuration per sequence length).
+
+numpy and pandas only: no plotly import here (the figures are in :mod:`.figures`).  Not to be
+confused with :mod:`magicdec_model.perfmodel.grid`, which splits a sweep into chunks.
+Units: the predictions' SI columns become ms, GB and % in :attr:`Grid.arrays`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..advise import WORTH_IT
+from ..architecture import get_model
+from ..engine import resolve_engine
+from ..errors import InputError
+from ..hardware import HardwareProfile
+from ..strategy import Strategy
+from ..sweep import MEMORY_UTILIZATION, Query
+
+
+@dataclass
+class Grid:
+    """Predictions of one strategy reshaped to (batch, seq_len) arrays; times in ms, memory in GB."""
+
+    strategy: Strategy
+    batch: np.ndarray
+    seq_len: np.ndarray
+    arrays: dict[str, np.ndarray]
+    fits: np.ndarray
+    frame: pd.DataFrame
+
+
+def to_grid(df: pd.DataFrame, strategy: Strategy) -> Grid:
+    """Reshape one strategy's ``predict`` rows (one per batch x seq_len point) into a :class:`Grid`.
+
+    Raises :class:`InputError` where the rows are not exactly one per point (several GPU counts or
+    gamma settings).
+    """
+    df = df.sort_values(["batch", "seq_len"], kind="stable")
+    B = np.unique(df["batch"].to_numpy())
+    S = np.unique(df["seq_len"].to_numpy())
+    shape = (len(B), len(S))
+    if len(df) != B.size * S.size:
+        raise InputError("report needs exactly one GPU count (--gpus) and one gamma setting")
+
+    def col(name: str) -> np.ndarray:
+        return df[name].to_numpy().reshape(shape)
+
+    arrays = {
+        "gamma": col("gamma").astype(float),
+        "speedup": col("speedup"),
+        "speedup_lo": col("speedup_lo"),
+        "speedup_hi": col("speedup_hi"),
+        "t_target_ms": col("t_target_s") * 1e3,
+        "t_draft_ms": col("t_draft_s") * 1e3,
+        "t_verify_ms": col("t_verify_s") * 1e3,
+        "expected_tokens": col("expected_tokens"),
+        "acceptance": col("acceptance"),
+        "throughput_ar": col("throughput_ar_tok_s"),
+        "throughput_sd": col("throughput_sd_tok_s"),
+        "latency_ar_ms": col("latency_ar_s") * 1e3,
+        "latency_sd_ms": col("latency_sd_s") * 1e3,
+        "kv_pct": col("kv_fraction") * 100.0,
+        "memory_gb": col("memory_per_gpu_bytes") / 1e9,
+        "regime": col("regime"),
+        "regime_verify": col("regime_verify"),
+        "regime_draft": col("regime_draft"),
+        "critical_seq_len": col("critical_seq_len"),
+        "comm_pct": col("comm_fraction") * 100.0,
+    }
+    return Grid(strategy, B, S, arrays, col("fits_memory").astype(bool), df)
+
+
+def speedup_range(grids: list[Grid]) -> tuple[float, float]:
+    """(zmin, zmax) shared by every speedup heatmap: the speedups of points that fit in memory,
+    widened to include 0.99 and 1.01 so that speedup 1 is always inside; (0.5, 2.0) if none fits."""
+    fin = np.concatenate([np.where(g.fits, g.arrays["speedup"], np.nan).ravel() for g in grids])
+    fin = fin[np.isfinite(fin)]
+    lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.5, 2.0)
+    return (min(lo, 0.99), max(hi, 1.01))
+
+
+def inputs_table(
+    query: Query, hw: HardwareProfile, strategies: list[Strategy], df: pd.DataFrame
+) -> pd.DataFrame:
+    """Rows (item, value, source) describing every input of the report."""
+    target = get_model(query.model)
+    rows = [
+        ("target model", f"{target.name}: {target.param_count() / 1e9:.2f} B parameters, "
+                         f"{target.num_layers} layers, {target.num_heads} heads / "
+                         f"{target.num_kv_heads} KV heads, hidden {target.hidden_size}",
+         target.source or target.hf_id),
+        ("GPUs (tensor parallel)", ", ".join(str(g) for g in query.gpus), ""),
+        ("gamma", str(query.gamma) if isinstance(query.gamma, str) else
+         ", ".join(map(str, query.gamma)), "auto = the gamma of highest speedup in 1..16"),
+        ("hardware profile", f"{hw.name}: {hw.description}" + (" [ideal]" if query.ideal else ""),
+         hw.path or "built-in"),
+    ]
+    for s in strategies:
+        src = "the target's own weights"
+        if s.draft in ("eagle", "mtp"):
+            src = f"a {s.draft} head on the target's hidden states (docs/model.md, draft kinds)"
+        elif s.draft == "ngram":
+            src = "n-gram prompt lookup: no GPU model; the engine's ngram_lookup_s per sequence"
+        elif s.draft != "self":
+            d = get_model(s.draft)
+            src = f"{d.name}: {d.param_count() / 1e9:.2f} B parameters; {d.source or d.hf_id}"
+        rows.append((f"draft strategy: {s.label}", s.label, src))
+        part = df[df["strategy"] == s.label]
+        for source, accs in part.groupby("acceptance_source", sort=False)["acceptance"]:
+            lo, hi = float(accs.min()), float(accs.max())
+            span = f"{lo:.3g}" if lo == hi else f"{lo:.3g} to {hi:.3g}"
+            rows.append((f"acceptance, {s.label}", span, str(source)))
+    for key, value in hw.datasheet.items():
+        rows.append((f"datasheet {key}", f"{value:.4g}", hw.sources.get(key, "")))
+    for key, value in hw.efficiency.items():
+        rows.append((f"efficiency {key}", f"{value:.4g}", hw.sources.get(key, "")))
+    engine = resolve_engine(query.engine, query.ideal)
+    rows.append(("engine", f"{engine.name}: {engine.description}", engine.path or "built-in"))
+    for key in engine.parameters:
+        rows.append((f"engine {key}", f"{engine.value(key):.4g} +- {engine.stderr.get(key, 0.0):.3g}",
+                     engine.sources.get(key, "")))
+    rows.append(("memory fit", f"weights + KV caches <= {MEMORY_UTILIZATION:.0%} of GPU memory", ""))
+    return pd.DataFrame(rows, columns=["input", "value", "source"])
+
+
+def best_table(grids: list[Grid]) -> pd.DataFrame:
+    """Per sequence length: the strategy and batch of highest speedup among points that fit in memory."""
+    rows = []
+    S = grids[0].seq_len
+    for j, s in enumerate(S):
+        best = None
+        for g in grids:
+            sp = np.where(g.fits[:, j], g.arrays["speedup"][:, j], -np.inf)
+            i = int(np.argmax(sp))
+            if np.isfinite(sp[i]) and (best is None or sp[i] > best[0]):
+                best = (sp[i], g, i)
+        if best is None:
+            rows.append({"seq_len": int(s), "strategy": "nothing fits in memory"})
+            continue
+        _, g, i = best
+        a = g.arrays
+        rows.append({
+            "seq_len": int(s),
+            "strategy": g.strategy.label,
+            "batch": int(g.batch[i]),
+            "gamma": int(a["gamma"][i, j]),
+            "speedup": round(float(a["speedup"][i, j]), 3),
+            "80% interval": f"{a['speedup_lo'][i, j]:.2f}-{a['speedup_hi'][i, j]:.2f}",
+            "SD throughput (tok/s)": round(float(a["throughput_sd"][i, j]), 1),
+            "SD latency (ms/token)": round(float(a["latency_sd_ms"][i, j]), 3),
+            "AR throughput (tok/s)": round(float(a["throughput_ar"][i, j]), 1),
+            "memory per GPU (GB)": round(float(a["memory_gb"][i, j]), 2),
+            "use": "SD" if a["speedup"][i, j] >= WORTH_IT else f"AR (SD < {WORTH_IT}x)",
+        })
+    return pd.DataFrame(rows)

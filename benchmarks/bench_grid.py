@@ -4,9 +4,11 @@ Evaluates 1,000,000 grid points (50 batch x 50 seq_len x 25 budgets x 16 gammas;
 tried by --gamma auto counts as a point) with `sweep.predict`, and the same model point by point
 in a plain Python loop over a sample, in the same process.  Prints points/s, peak memory and the
 ratio.  Target: >= 10,000,000 points/s (every gamma tried counts) and < 1 GiB on a 2-core
-machine, with the default engine's 80% intervals.  What limits it: the DataFrame (pandas column
-construction, about a third of the time), Eq. 1 and the gamma search over the 16 gammas (the
-full 4-D arrays), and one extra evaluation per non-additive uncertain engine parameter.
+machine, with the default engine's 80% intervals.  What limits it (cProfile, 2026-12-02): Eq. 1
+over the full 4-D arrays of the 16 gammas and the gamma search (take_along_axis, argmax), the
+interval derivatives, the step times, and the DataFrame columns.  The regime columns are built
+from integer codes: before, np.unique over 62,500-element object arrays took a third of the time
+(8.9 M -> 16.6 M points/s on this machine).
 
 Run: python benchmarks/bench_grid.py
 """

@@ -20,6 +20,9 @@ from .ops import kv_bytes_per_token_per_layer_per_gpu, step_ops
 from .parallel import Shard
 from .roofline import OpTime, op_time
 
+#: The regimes of a step, in the order of :attr:`StepTime.regime_code`.
+REGIMES = ("memory", "compute")
+
 
 @dataclass
 class StepTime:
@@ -45,11 +48,15 @@ class StepTime:
         return self.kv_time / self.time
 
     @property
+    def regime_code(self) -> np.ndarray:
+        """Index into :data:`REGIMES`: 0 ('memory') where memory-bound kernels take at least half
+        the kernel time, else 1 ('compute')."""
+        return (self.memory_bound_time < self.compute_bound_time).astype(np.int8)
+
+    @property
     def regime(self) -> np.ndarray:
-        """'memory' where memory-bound kernels take at least half the kernel time, else 'compute'."""
-        return np.where(
-            self.memory_bound_time >= self.compute_bound_time, "memory", "compute"
-        ).astype(object)
+        """'memory' or 'compute' (object array; see :attr:`regime_code`)."""
+        return np.asarray(REGIMES, dtype=object)[self.regime_code]
 
 
 def step_time(

@@ -24,7 +24,7 @@ from .ops import weight_bytes_per_gpu
 from .parallel import Shard
 from .scenario import Scenario, resolve
 from .speculative import sd_cycle, sd_latency
-from .step import critical_seq_len, kv_cache_bytes
+from .step import REGIMES, critical_seq_len, kv_cache_bytes
 
 #: Share of GPU memory a serving engine may fill with weights and KV caches (vLLM's default
 #: ``gpu_memory_utilization=0.9``); the rest is CUDA context, activations and workspace.
@@ -249,6 +249,9 @@ def evaluate(scn: Scenario, intervals: bool = True) -> pd.DataFrame:
         codes = flat(inv.reshape(small.shape).astype(np.int16))
         return pd.Categorical.from_codes(codes, pd.Index(list(uniq), dtype=object))
 
+    def regime(code: np.ndarray) -> pd.Categorical:
+        return pd.Categorical.from_codes(flat(code), pd.Index(list(REGIMES), dtype=object))
+
     df = pd.DataFrame(
         {
             "model": const(target.name),
@@ -276,11 +279,11 @@ def evaluate(scn: Scenario, intervals: bool = True) -> pd.DataFrame:
             "throughput_sd_tok_s": flat(b / latency),
             "latency_ar_s": t_target,
             "latency_sd_s": flat(latency),
-            "regime": cat(st_t.regime),
+            "regime": regime(st_t.regime_code),
             "kv_fraction": flat(st_t.kv_fraction),
             "fits_memory": flat(mem <= MEMORY_UTILIZATION * capacity),
-            "regime_verify": cat(sel(st_v.regime)),
-            "regime_draft": cat(st_d.regime) if draft.has_forward else const("none"),
+            "regime_verify": regime(sel(st_v.regime_code)),
+            "regime_draft": regime(st_d.regime_code) if draft.has_forward else const("none"),
             "kv_fraction_verify": flat(sel(st_v.kv_fraction)),
             "comm_fraction": flat(st_t.comm_time / st_t.time),
             "critical_seq_len": flat(critical_seq_len(target, sh_t, hw, b, scn.formats)),

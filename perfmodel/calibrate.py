@@ -336,6 +336,7 @@ def calibrate(model: StepModel, data: StepData, *, fit: list[str] | None = None,
         why = {k: "not in --fit" for k in candidates if k not in keys}
     if not keys:
         raise InputError(f"steps {data.origin}: no engine parameter can be determined from these steps")
+    dropped: dict[str, str] = {}
     while True:
         x, resid, cov = _fit(model, data, keys)
         values = {k: float(v) * _scale(k) for k, v in zip(keys, x, strict=True)}
@@ -348,9 +349,12 @@ def calibrate(model: StepModel, data: StepData, *, fit: list[str] | None = None,
         if fit is not None or not loose:
             break
         worst = loose[-1]  # the last in the candidates' order: the earlier ones are preferred
-        why[worst] = (f"not determined by these steps (standard error {_fmt_si(stderr[worst])} "
-                      f"exceeds its fitted value {_fmt_si(values[worst])} and its prior's)")
-        keys = [k for k in keys if k != worst]
+        dropped[worst] = (f"not determined by these steps (standard error {_fmt_si(stderr[worst])} "
+                          f"exceeds its fitted value {_fmt_si(values[worst])} and its prior's)")
+        # the dropped term frees its place: the candidates are chosen again without it, so a later
+        # one that the point count or collinearity with it had excluded may be fitted instead
+        keys, why = choose_free(model, data, tuple(c for c in candidates if c not in dropped))
+        why.update(dropped)
         if not keys:
             raise InputError(f"steps {data.origin}: no engine parameter is determined by these "
                              f"{len(data)} steps; the prior engine applies as it is")

@@ -128,3 +128,22 @@ def test_gemv_bandwidth_applies_to_one_token_projections_only():
     nbytes2 = 4096 * 6144 * 2 + 2 * (4096 + 6144) * 2
     assert t2 == pytest.approx(nbytes2 / (2.039e12 * base.efficiency["gemm_bw"])
                                + base.efficiency["kernel_fixed_s"], rel=1e-9)
+
+
+def test_the_fit_weighs_each_op_by_its_time_so_the_large_op_is_fitted_best():
+    """One GEMM bandwidth cannot fit a 10 ms op streaming at 100% of the A100's bandwidth and two
+    small ones at 50% (0.1 and 0.2 ms; proportional, so a fixed cost per kernel cannot absorb
+    them).  A step's time is a sum, so the long op must come out right.  Hand calculation with
+    residuals weighted by sqrt(t / mean t), squared weights 2.91, 0.029, 0.058 (sum 3.0): the
+    optimum of log(efficiency) is (0.029 + 0.058) * log 0.5 / 3.0 = -0.020, efficiency 0.98; equal
+    weights would give log-mean (0 + 2 log 0.5) / 3, efficiency 0.63, and over-predict it by 59%."""
+    hw = load_profile("a100-80gb-sxm")
+    bw = hw.mem_bw
+    nbytes = np.asarray([10e-3, 0.05e-3, 0.1e-3]) * bw  # seconds at 100% bandwidth: 10, 0.05, 0.1 ms
+    measured = np.asarray([10e-3, 0.1e-3, 0.2e-3])
+    data = FitData(op_class=np.asarray(["gemm"] * 3, dtype=object), flops=nbytes / 100.0, bytes=nbytes,
+                   comm_bytes=np.zeros(3), gpus=np.ones(3, dtype=int), measured=measured,
+                   dtype_bytes=2, tokens=np.full(3, 2.0))
+    res = fit_profile(hw, data)
+    pred = model_times(res.profile, data)
+    assert pred[0] == pytest.approx(10e-3, rel=0.05)

@@ -4,12 +4,16 @@ The model of a measured point is the one perfmodel predicts with (:func:`perfmod
 op_time` for gemm/attention/elementwise ops, :func:`perfmodel.parallel.allreduce_time` for
 all-reduces), evaluated with a candidate ``[efficiency]`` table; the datasheet stays fixed.
 
-Residuals are ``log(t_model) - log(t_measured)``: relative errors, so a 10 us kernel weighs as
-much as a 10 ms one.  Parameters are searched in transformed coordinates with bounds:
-fractions as ``log f`` in ``[log 1e-4, 0]`` (so ``0 < f <= 1``), the all-reduce bus bandwidth as
-``log busbw``, times in microseconds in ``[0, 1e6]``.  The loss is soft-L1 (robust to the odd
-disturbed timing) and the fit starts from the starting profile and two other points, keeping the
-best.
+Residuals are ``log(t_model) - log(t_measured)`` (relative errors), each weighted by
+``sqrt(t_measured / mean t_measured)``: the profile predicts step times, which are sums of op
+times, so an op's relative error matters in proportion to its share of a step.  Unweighted, a
+10 us kernel weighed as much as a 10 ms LM head, and on a CPU whose small GEMMs stream at 50-70%
+of the bandwidth its large ones reach, the compromise over-predicted the LM head (two thirds of a
+small model's step) by ~20% and every AR step with it.  Parameters are searched in transformed
+coordinates with bounds: fractions as ``log f`` in ``[log 1e-4, 0]`` (so ``0 < f <= 1``), the
+all-reduce bus bandwidth as ``log busbw``, times in microseconds in ``[0, 1e6]``.  The loss is
+soft-L1 (robust to the odd disturbed timing) and the fit starts from the starting profile and two
+other points, keeping the best.
 
 A parameter the data cannot determine keeps its starting value and is reported as not fitted:
 an op class with no measured point, the all-reduce terms without multi-GPU points, the per-hop
@@ -214,6 +218,7 @@ def fit_profile(start: HardwareProfile, data: FitData) -> FitResult:
     if "gemv_bw" in free and "gemv_bw" not in base:
         base["gemv_bw"] = base["gemm_bw"]  # start from the profile's GEMM bandwidth
     log_meas = np.log(data.measured)
+    weight = np.sqrt(data.measured / data.measured.mean())
     lo, hi = zip(*(_bounds(k) for k in free), strict=True)
 
     def profile_at(x: np.ndarray) -> HardwareProfile:
@@ -223,7 +228,7 @@ def fit_profile(start: HardwareProfile, data: FitData) -> FitResult:
 
     def residuals(x: np.ndarray) -> np.ndarray:
         t = model_times(profile_at(x), data)
-        return np.log(np.maximum(t, 1e-15)) - log_meas
+        return (np.log(np.maximum(t, 1e-15)) - log_meas) * weight
 
     starts = [np.asarray([_to_x(k, base[k]) for k in free])]
     for frac in (0.5, 0.1):

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..perfmodel.acceptance import BUDGET_KV_METHODS
 from ..perfmodel.architecture import ModelArch, load_hf_config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -217,7 +218,7 @@ def measure_acceptance(
     target: Decoder,
     prompts: torch.Tensor,
     *,
-    methods: Iterable[str] = ("streamingllm", "snapkv"),
+    methods: Iterable[str] = BUDGET_KV_METHODS,
     budgets: Iterable[int] = (256, 512),
     gamma: int = 4,
     max_new_tokens: int = 64,

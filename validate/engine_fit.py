@@ -41,7 +41,8 @@ def calibrate_engine(measurements: pd.DataFrame, run_model: ModelArch, profile: 
         return None
     if len(data) < 2:
         return None
-    prior_engine = (prior if isinstance(prior, EngineProfile) else load_engine(prior)).with_values({"launch_s": 0.0})
+    prior_engine = (prior if isinstance(prior, EngineProfile) else load_engine(prior))
+    prior_engine = prior_engine.with_values({"launch_s": 0.0})
     sources = dict(prior_engine.sources)
     sources["launch_s"] = ("validate: each microbenchmark times one decoder op with its dispatch, so "
                            "the per-op cost is the fitted profile's kernel_fixed_s; no extra launch cost")

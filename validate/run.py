@@ -28,11 +28,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..perfmodel.acceptance import BUDGET_KV_METHODS, check_acceptance
 from ..perfmodel.architecture import ModelArch, get_model
 from ..perfmodel.engine import resolve_engine
 from ..perfmodel.errors import InputError
-from ..perfmodel.hardware import HardwareProfile, load_profile, profile_from_dict, profile_to_toml
-from ..perfmodel.inputs import check_float, check_int
+from ..perfmodel.hardware import (
+    EFFICIENCY_KEYS,
+    OPTIONAL_EFFICIENCY,
+    HardwareProfile,
+    load_profile,
+    profile_from_dict,
+    profile_to_toml,
+)
+from ..perfmodel.inputs import check_int
 from ..perfmodel.outfiles import (
     OutputLock,
     atomic_output,
@@ -41,23 +49,37 @@ from ..perfmodel.outfiles import (
     make_out_folder,
 )
 from ..perfmodel.parallel import shard
+from ..perfmodel.scenario import check_budgets
 from ..perfmodel.speculative import check_gamma
 from .results import MeasurementLog, utc_now
 from .runconfig import check_resume, run_configuration, write_run_config
 
-KV_METHODS = ("streamingllm", "snapkv")
+#: the draft KV methods validate runs: self-speculation over a budget KV (perfmodel's list)
+KV_METHODS = BUDGET_KV_METHODS
 DEVICES = ("cpu", "cuda")
 BACKENDS = ("auto", "torch", "flashinfer")
 
-#: starting efficiencies for a device without a shipped profile (a CPU): neutral priors
-GENERIC_START = {
-    "gemm_bw": 0.5, "gemm_flops": 0.5,
-    "attention_bw": 0.5, "attention_flops": 0.5,
-    "elementwise_bw": 0.5, "elementwise_flops": 0.5,
-    "gemv_bw": 0.5,
+#: neutral prior of every efficiency fraction (``*_bw``, ``*_flops``) for a device without a
+#: shipped profile (a CPU)
+GENERIC_FRACTION = 0.5
+#: priors of the efficiency terms that are not fractions (seconds, bytes per second)
+GENERIC_ABSOLUTE = {
     "kernel_fixed_s": 10e-6,
     "allreduce_latency_s": 50e-6, "allreduce_hop_latency_s": 5e-6, "allreduce_busbw": 1e9,
 }
+
+
+def _generic_start() -> dict[str, float]:
+    """Starting efficiencies: one per key of perfmodel's hardware profile, none retyped here."""
+    keys = EFFICIENCY_KEYS + OPTIONAL_EFFICIENCY
+    unknown = set(GENERIC_ABSOLUTE) - set(keys)
+    if unknown:
+        raise ValueError(f"GENERIC_ABSOLUTE names keys a profile does not have: {sorted(unknown)}")
+    return {k: GENERIC_ABSOLUTE.get(k, GENERIC_FRACTION) for k in keys}
+
+
+#: starting efficiencies for a device without a shipped profile (a CPU): neutral priors
+GENERIC_START = _generic_start()
 
 
 @dataclass
@@ -141,7 +163,7 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
         for v in values:
             check_int(v, flag)
     if cfg.acceptance is not None:
-        check_float(cfg.acceptance, "--acceptance", 0.0, 1.0, hi_open=True)
+        check_acceptance(cfg.acceptance)
     if importlib.util.find_spec("torch") is None:
         raise InputError(
             "validate runs real kernels and needs torch, which is not installed; "
@@ -180,14 +202,7 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
         check_gamma(g)
     if cfg.acceptance is None and not cfg.checkpoint:
         raise InputError("--acceptance is needed without --checkpoint (synthetic acceptance rate)")
-    if cfg.acceptance is not None and not 0.0 <= cfg.acceptance < 1.0:
-        raise InputError(f"--acceptance {cfg.acceptance} is outside [0, 1); allowed: 0 <= a < 1")
-    for k in cfg.kv_budget:
-        if k >= min(cfg.seq_len):
-            raise InputError(
-                f"--kv-budget {k} is not smaller than --seq-len {min(cfg.seq_len)}; allowed: "
-                f"budgets below every sequence length"
-            )
+    check_budgets(cfg.kv_budget, cfg.seq_len, full_allowed=False)
     if cfg.new_tokens < 2:
         raise InputError(f"--new-tokens {cfg.new_tokens} must be at least 2")
     if cfg.threads < 0:

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..perfmodel.acceptance import KV_METHODS
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -45,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .kvcache import PagedKVCache
 
 GREEDY = "greedy"
-DRAFT_METHODS = ("streamingllm", "snapkv", "full")
+DRAFT_METHODS = KV_METHODS  # perfmodel's list: the validator builds every one of them
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 Importing this package does not import torch or flashinfer; the names below load their module on
 first access.  Modules: ``decoder`` (synthetic or loaded LLaMA-family decoder, one method per op),
-``kvcache`` (paged caches, StreamingLLM / SnapKV budgets, rollback), ``attention`` (backend
-interface, torch SDPA, selection), ``flashinfer_backend`` (the only flashinfer import),
+``kvcache`` (paged caches, StreamingLLM / SnapKV budgets, rollback), ``attention`` (a package:
+backend interface, torch SDPA, FlashInfer, a registry of backends by name),
 ``speculative_loop`` (SD loop, AR baseline), ``checkpoint`` (local safetensors, acceptance CSV),
 ``distributed`` (tensor parallelism).  See docs/validate.md.
 """
@@ -20,7 +20,8 @@ _EXPORTS = {
     "PagedKVCache": "kvcache",
     "AttentionBackend": "attention",
     "TorchSDPABackend": "attention",
-    "select_backend": "attention",
+    "get_backend": "attention",
+    "backend_names": "attention",
     "DraftKV": "speculative_loop",
     "SyntheticAcceptance": "speculative_loop",
     "StepRecord": "speculative_loop",

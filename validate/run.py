@@ -51,13 +51,14 @@ from ..perfmodel.outfiles import (
 from ..perfmodel.parallel import shard
 from ..perfmodel.scenario import check_budgets
 from ..perfmodel.speculative import check_gamma
+from .attention.registry import AUTO, backend_names
 from .results import MeasurementLog, utc_now
 from .runconfig import check_resume, run_configuration, write_run_config
 
 #: the draft KV methods validate runs: self-speculation over a budget KV (perfmodel's list)
 KV_METHODS = BUDGET_KV_METHODS
 DEVICES = ("cpu", "cuda")
-BACKENDS = ("auto", "torch", "flashinfer")
+BACKENDS = (AUTO, *backend_names())
 
 #: neutral prior of every efficiency fraction (``*_bw``, ``*_flops``) for a device without a
 #: shipped profile (a CPU)
@@ -289,14 +290,18 @@ def device_name(device: Any) -> str:
 
 
 def select_attention(device: Any, name: str) -> tuple[Any, list[str]]:
-    """The attention backend, falling back to torch SDPA with a warning when FlashInfer is missing."""
-    from .attention import flashinfer_usable, select_backend
+    """The attention backend named ``name`` (or ``"auto"``) from the registry; notes to warn.
+
+    On a GPU, ``auto`` and ``flashinfer`` fall back to torch SDPA with a note when FlashInfer is
+    missing or cannot be loaded; ``flashinfer`` on a CPU is refused.
+    """
+    from .attention import flashinfer_usable, get_backend
 
     notes: list[str] = []
-    if device.type == "cuda" and name in ("auto", "flashinfer"):
+    if device.type == "cuda" and name in (AUTO, "flashinfer"):
         if flashinfer_usable(device):
             try:
-                return select_backend("flashinfer", device), notes
+                return get_backend("flashinfer", device), notes
             except ImportError as exc:
                 notes.append(f"FlashInfer backend could not be loaded ({exc}); using torch SDPA")
         else:
@@ -304,10 +309,10 @@ def select_attention(device: Any, name: str) -> tuple[Any, list[str]]:
                 "FlashInfer is not installed or not usable on this GPU: attention falls back to "
                 "torch SDPA (install the 'gpu' extra: pip install 'magicdec-model[gpu]')"
             )
-        return select_backend("torch", device), notes
+        return get_backend("torch", device), notes
     if name == "flashinfer":
         raise InputError("--backend flashinfer needs --device cuda; allowed on CPU: torch, auto")
-    return select_backend("torch", device), notes
+    return get_backend("torch", device), notes
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -177,11 +177,11 @@ class GenerationResult:
 def _resolve_backend(
     backend: AttentionBackend | str | None, device: torch.device
 ) -> AttentionBackend:
-    from .attention import AttentionBackend, select_backend
+    from .attention import AUTO, AttentionBackend, get_backend
 
     if isinstance(backend, AttentionBackend):
         return backend
-    return select_backend(backend if backend is not None else "auto", device)
+    return get_backend(backend if backend is not None else AUTO, device)
 
 
 def default_clock(device: torch.device) -> Callable[[], float]:

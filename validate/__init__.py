@@ -5,7 +5,8 @@ first access.  Modules: ``decoder`` (synthetic or loaded LLaMA-family decoder, o
 ``kvcache`` (paged caches, StreamingLLM / SnapKV budgets, rollback), ``attention`` (a package:
 backend interface, torch SDPA, FlashInfer, a registry of backends by name),
 ``speculative_loop`` (SD loop, AR baseline), ``checkpoint`` (local safetensors, acceptance CSV),
-``distributed`` (tensor parallelism).  See docs/validate.md.
+``distributed`` (the process group), ``tensor_parallel`` (a decoder sharded in place for a
+rank), ``weights`` and ``rotary``.  See docs/validate.md.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _EXPORTS = {
     "write_acceptance_csv": "checkpoint",
     "TensorParallel": "distributed",
     "init_tensor_parallel": "distributed",
+    "parallelize": "tensor_parallel",
 }
 
 __all__ = sorted(_EXPORTS)

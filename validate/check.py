@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..perfmodel.architecture import ModelArch
 from ..perfmodel.engine import EngineProfile
@@ -84,8 +85,6 @@ def plan_checks(batches, seq_lens, budgets, gammas, acceptance: float | None, gp
 
 def measure_ar(decoder: Any, point: ARPoint, backend: Any, new_tokens: int, seed: int) -> dict:
     """Median AR decode step (s) after a prompt of ``seq_len`` random tokens."""
-    import torch
-
     from .speculative_loop import autoregressive_generate
 
     g = torch.Generator().manual_seed(seed)
@@ -99,8 +98,6 @@ def measure_sd(
     decoder: Any, point: SDPoint, backend: Any, new_tokens: int, kv_method: str, seed: int
 ) -> dict:
     """Median draft and verify steps (s), seconds per token, measured Omega of one SD run."""
-    import torch
-
     from .speculative_loop import GREEDY, DraftKV, SyntheticAcceptance, speculative_generate
 
     g = torch.Generator().manual_seed(seed)

@@ -446,25 +446,23 @@ def _run_validate(cfg: ValidateConfig, progress: Progress | None, warn: Callable
 
     from .check import ARPoint, SDPoint, measure_ar, measure_sd, plan_checks
     from .decoder import Decoder
-    from .microbench import MicroBench, plan_points, point_cost, shard_arch
+    from .microbench import MicroBench, plan_points, point_cost
     from .timing import Timer, TimerConfig, measure_peaks
 
     torch.manual_seed(cfg.seed)
-    local_arch = shard_arch(run_model, cfg.gpus)
     if cfg.checkpoint:
         from .checkpoint import load_checkpoint
 
         decoder = load_checkpoint(cfg.checkpoint, layers=cfg.layers, device=device, dtype=dtype)
     else:
-        decoder = Decoder.synthetic(local_arch, layers=cfg.layers, seed=cfg.seed, device=device,
+        decoder = Decoder.synthetic(run_model, layers=cfg.layers, seed=cfg.seed, device=device,
                                     dtype=dtype)
     if dist_on:
         from .distributed import TensorParallel
+        from .tensor_parallel import parallelize
 
-        # The decoder is built from the rank's shard-sized record (heads, MLP width and vocabulary
-        # split as perfmodel.parallel.shard does, LM head included), so only the group is attached:
-        # its allreduce_attn / allreduce_mlp then sum the shards' partial outputs.
-        decoder.tp = TensorParallel(rank=rank, world_size=world)
+        # the full-size decoder, sharded in place as perfmodel.parallel.shard splits the model
+        parallelize(decoder, TensorParallel(rank=rank, world_size=world))
     sh = shard(run_model, cfg.gpus)
     timer = Timer(device, TimerConfig(graph=cfg.cuda_graph))
     bench = MicroBench(decoder, backend, timer, dist_group=True if dist_on else None)

@@ -37,11 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import torch
+
 from ..perfmodel.acceptance import KV_METHODS
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from .attention import AttentionBackend
     from .decoder import Decoder
     from .kvcache import PagedKVCache
@@ -186,8 +186,6 @@ def _resolve_backend(
 
 def default_clock(device: torch.device) -> Callable[[], float]:
     """``time.perf_counter`` (s), after ``torch.cuda.synchronize`` when ``device`` is CUDA."""
-    import torch
-
     if device.type == "cuda":
 
         def clock() -> float:
@@ -231,8 +229,6 @@ def autoregressive_generate(
 
     Returns the ``max_new_tokens`` greedy tokens per request (the first comes from the prefill).
     """
-    import torch
-
     be = _resolve_backend(backend, target.device)
     rec = _Recorder(clock or default_clock(target.device), on_step)
     prompt = prompt.to(target.device)
@@ -263,8 +259,6 @@ def build_draft_cache(
     ``source.captured_queries`` must hold the observation-window queries for SnapKV.  The new
     cache holds the selection plus ``spare`` free slots per request for generated tokens.
     """
-    import torch
-
     from .kvcache import gather_per_head, snapkv_indices, streaming_indices
 
     S = int(full_cache.lens.max())
@@ -300,8 +294,6 @@ def build_draft_cache(
 
 
 def _bernoulli_accepts(gen: torch.Generator, rate: float, batch: int, gamma: int) -> torch.Tensor:
-    import torch
-
     trials = torch.rand(batch, gamma, generator=gen) < rate
     return trials.to(torch.long).cumprod(dim=1).sum(dim=1)
 
@@ -333,8 +325,6 @@ def speculative_generate(
         clock: time source in seconds (default: :func:`default_clock`).
         on_step: called with every :class:`StepRecord`.
     """
-    import torch
-
     if gamma < 1:
         raise ValueError("gamma must be >= 1")
     spec = draft_kv or DraftKV()

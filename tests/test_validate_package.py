@@ -37,7 +37,7 @@ def test_only_the_adapter_imports_flashinfer():
 #: the validate modules that load no torch when imported (the CLI checks flags with them before
 #: torch is needed); they may import it inside functions.  Every other module is torch-only and
 #: imports torch at the top.
-TORCH_FREE = {"__init__.py", "__main__.py", "run.py", "results.py", "runconfig.py", "fit.py",
+TORCH_FREE = {"__init__.py", "run.py", "results.py", "runconfig.py", "fit.py",
               "engine_fit.py", "report.py", "attention/__init__.py", "attention/base.py",
               "attention/registry.py"}
 TOP_TORCH = re.compile(r"^(import torch|from torch)", re.MULTILINE)
@@ -63,7 +63,7 @@ def test_torch_only_modules_import_torch_at_the_top_and_torch_free_ones_never_th
 @pytest.mark.timeout(120)
 def test_the_torch_free_modules_and_predict_load_no_torch():
     names = sorted("magicdec_model.validate" + ("" if n == "__init__.py" else "." + n[:-3].replace("/", "."))
-                   for n in TORCH_FREE if n not in ("__main__.py", "attention/__init__.py"))
+                   for n in TORCH_FREE if n != "attention/__init__.py")
     code = ("import sys, importlib\n"
             f"for name in {names!r}:\n"
             "    importlib.import_module(name)\n"
@@ -82,3 +82,17 @@ def test_the_torch_free_modules_and_predict_load_no_torch():
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().endswith("ok")
     assert out.stdout.count("\n") >= 2  # the CSV header and the row
+
+
+@pytest.mark.unit
+def test_torchrun_starts_the_command_line_and_validate_imports_no_cli():
+    """The ranks run the one CLI (``-m magicdec_model.cli.main validate``); validate/ never imports
+    cli/ (no second command line inside the library)."""
+    import importlib.util
+
+    from magicdec_model.cli.validate import TORCHRUN_MODULE
+
+    assert TORCHRUN_MODULE == "magicdec_model.cli.main"
+    assert importlib.util.find_spec(TORCHRUN_MODULE) is not None
+    cli_import = re.compile(r"^\s*(from|import)\s+(magicdec_model\.cli|\.\.cli)\b", re.MULTILINE)
+    assert [n for n, text in _modules().items() if cli_import.search(text)] == []

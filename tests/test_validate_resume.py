@@ -15,6 +15,8 @@ import pytest
 ARGS = ["--device", "cpu", "--model", "llama-68m", "--layers", "1", "--batch", "1",
         "--seq-len", "128,256", "--kv-budget", "32", "--gamma", "2", "--new-tokens", "8",
         "--threads", "1"]
+#: the command line torchrun also starts on every rank
+VALIDATE = [sys.executable, "-m", "magicdec_model.cli.main", "validate"]
 
 
 def _rows(path: Path) -> list[dict]:
@@ -25,7 +27,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _start(out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "magicdec_model.validate", *ARGS, "--out", str(out), *extra]
+    cmd = [*VALIDATE, *ARGS, "--out", str(out), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -64,7 +66,7 @@ def test_interrupted_run_resumes_without_remeasuring_or_losing_points(tmp_path):
     assert after_int and all(r["status"] == "ok" for r in after_int)
 
     # 2. without --resume the folder is refused (nothing is overwritten)
-    refused = subprocess.run([sys.executable, "-m", "magicdec_model.validate", *ARGS, "--out", str(out)],
+    refused = subprocess.run([*VALIDATE, *ARGS, "--out", str(out)],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "--resume" in refused.stderr
     assert _rows(csv_path) == after_int
@@ -77,7 +79,7 @@ def test_interrupted_run_resumes_without_remeasuring_or_losing_points(tmp_path):
     assert max(_point_rows(after_kill).values()) == 1  # nothing measured twice so far
 
     # 4. resume to the end
-    done = subprocess.run([sys.executable, "-m", "magicdec_model.validate", *ARGS, "--out", str(out),
+    done = subprocess.run([*VALIDATE, *ARGS, "--out", str(out),
                            "--resume"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     final = _rows(csv_path)

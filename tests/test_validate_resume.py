@@ -120,7 +120,7 @@ def test_a_row_cut_by_a_kill_is_dropped_on_resume(tmp_path):
 def test_out_of_memory_and_errors_become_a_status_not_a_crash():
     import torch
 
-    from magicdec_model.validate.run import _attempt
+    from magicdec_model.validate.stages import attempt
 
     def oom():
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -131,13 +131,13 @@ def test_out_of_memory_and_errors_become_a_status_not_a_crash():
     def broken():
         raise ValueError("shape mismatch\nsecond line")
 
-    assert _attempt(oom, torch.device("cpu"))["status"] == "oom"
-    assert _attempt(cpu_oom, torch.device("cpu"))["status"] == "oom"
-    err = _attempt(broken, torch.device("cpu"))
+    assert attempt(oom, torch.device("cpu"))["status"] == "oom"
+    assert attempt(cpu_oom, torch.device("cpu"))["status"] == "oom"
+    err = attempt(broken, torch.device("cpu"))
     assert err["status"] == "error" and err["detail"] == "ValueError: shape mismatch"
 
     def interrupted():
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _attempt(interrupted, torch.device("cpu"))
+        attempt(interrupted, torch.device("cpu"))

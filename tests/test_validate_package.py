@@ -96,3 +96,14 @@ def test_torchrun_starts_the_command_line_and_validate_imports_no_cli():
     assert importlib.util.find_spec(TORCHRUN_MODULE) is not None
     cli_import = re.compile(r"^\s*(from|import)\s+(magicdec_model\.cli|\.\.cli)\b", re.MULTILINE)
     assert [n for n, text in _modules().items() if cli_import.search(text)] == []
+
+
+@pytest.mark.unit
+def test_every_exported_name_resolves():
+    pytest.importorskip("torch")
+    import magicdec_model.validate as v
+    import magicdec_model.validate.attention as a
+
+    for package in (v, a):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, f"{package.__name__}.{name}"

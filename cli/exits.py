@@ -1,8 +1,7 @@
 """How a command ends: exit 0, or one line on stderr and exit code 2 for bad input; no traceback.
 
-:class:`Group` is the typer group class of the ``magicdec-model`` app (and :func:`run_command`
-wraps the single-command app of ``python -m magicdec_model.validate``).  Both run click with
-``standalone_mode=False`` and turn what can go wrong into one line:
+:class:`Group` is the typer group class of the ``magicdec-model`` app; it runs click through
+:func:`run_command` with ``standalone_mode=False``, which turns what can go wrong into one line:
 
 * click's own parse errors (``--top abc``, a missing ``--out``, an unknown flag or command):
   the flag, the value and what is allowed, exit 2;

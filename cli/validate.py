@@ -148,24 +148,18 @@ def run_config(cfg) -> None:
     print(summary.last_line())
 
 
+#: the module torchrun starts on every rank: the whole command line, run as ``... validate FLAGS``
+TORCHRUN_MODULE = "magicdec_model.cli.main"
+
+
 def _launch_torchrun(gpus: int) -> int:
     """Re-run this command under ``torchrun --standalone --nproc_per_node=N``; its exit code."""
     args = sys.argv[1:]
     if args and args[0] == "validate":
         args = args[1:]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-           "-m", "magicdec_model.validate", *args]
+           "-m", TORCHRUN_MODULE, "validate", *args]
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
         return 130
-
-
-def validate_main(argv: list[str] | None = None) -> None:
-    """Entry of ``python -m magicdec_model.validate`` (what torchrun starts on every rank)."""
-    from .exits import run_command
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-    app.command()(validate_cmd)
-    cmd = typer.main.get_command(app)
-    run_command(cmd.main, args=argv, prog_name="python -m magicdec_model.validate")

@@ -32,7 +32,10 @@ from .inputs import read_csv
 
 DEFAULT_ACCEPTANCE = 0.8
 COLUMNS = ("model", "draft", "method", "budget", "seq_len", "acceptance", "dataset", "source")
+#: how a draft's KV cache is built: the two budget selections, then the whole cache
 KV_METHODS = ("streamingllm", "snapkv", "full")
+#: the methods that keep a budget of the KV cache (every one but ``full``)
+BUDGET_KV_METHODS = tuple(m for m in KV_METHODS if m != "full")
 
 
 def _validate(df: pd.DataFrame, origin: str) -> pd.DataFrame:

@@ -170,6 +170,22 @@ class Scenario:
         return replace(self, engine=engine, hardware=hw, notes=tuple(notes))
 
 
+
+def check_budgets(kv_budget: Sequence[int], seq_len: Sequence[int], *, full_allowed: bool = True) -> None:
+    """Refuse a KV budget (tokens) that is not smaller than every sequence length (tokens).
+
+    ``full_allowed`` adds the hint ``--kv-method full`` to the message (where that method exists).
+    """
+    shortest = int(min(seq_len))
+    for k in kv_budget:
+        if k >= shortest:
+            raise InputError(
+                f"--kv-budget {k} is not smaller than --seq-len {shortest}: the draft would "
+                f"read the full KV cache; allowed: budgets below every sequence length"
+                + (" (or --kv-method full)" if full_allowed else "")
+            )
+
+
 def resolve(query: Query) -> list[Scenario]:
     """Validate ``query`` and resolve it into one :class:`Scenario` per GPU count."""
     target = get_model(query.model)
@@ -218,13 +234,7 @@ def resolve(query: Query) -> list[Scenario]:
     if query.acceptance is not None:
         check_acceptance(query.acceptance)
     if draft.kv_method != "full" and query.budget_policy == "error":
-        for k in K:
-            if k >= S.min():
-                raise InputError(
-                    f"--kv-budget {k} is not smaller than --seq-len {S.min()}: the draft would "
-                    f"read the full KV cache; allowed: budgets below every sequence length "
-                    f"(or --kv-method full)"
-                )
+        check_budgets(K, S)
     acc, acc_src = _acceptance(query, target, draft, S, K, mode, tau, positions, gammas)
     applied, notes = engine.apply_to(hw)
     ep = bool(query.expert_parallel)

@@ -162,11 +162,12 @@ def no_kernels(monkeypatch):
 
     import magicdec_model.cli.validate as cli_validate
     from magicdec_model.validate import run as vrun
+    from magicdec_model.validate.device import capacity
 
     def checks_only(cfg):
         vrun.check_device(cfg.device)
         arch = vrun.check_config(cfg)
-        vrun.check_memory(cfg, arch, 4, vrun._capacity(torch.device(cfg.device)))
+        vrun.check_memory(cfg, arch, 4, capacity(torch.device(cfg.device)))
 
     monkeypatch.setattr(cli_validate, "run_config", checks_only)
 

@@ -3,7 +3,9 @@ functions, to the last bit, so a second copy of a formula that drifts fails here
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,3 +67,62 @@ def test_microbenchmark_costs_and_fit_times_are_perfmodels():
     fitted = model_times(hw, data)
     for c, t in zip(costs, fitted, strict=True):
         assert t == float(op_time(c, hw, 1, arch.dtype_bytes).time)
+
+
+# ---------------------------------------------------------------- constants with one home each
+REPO = Path(__file__).resolve().parents[1]
+#: the KV-method names; a tuple literal starting with two of them is a retyped copy of the list
+_METHOD = r"""["'](streamingllm|snapkv|full)["']"""
+KV_LIST_LITERAL = re.compile(rf"\(\s*{_METHOD}\s*,\s*{_METHOD}")
+#: an efficiency key used as a dict key with a value (a retyped table of the profile's keys)
+EFF_DICT_LITERAL = re.compile(r"""["'](gemm|attention|elementwise)_(bw|flops)["']\s*:\s*[0-9]""")
+
+
+def _sources(folder: str) -> list[Path]:
+    return sorted((REPO / folder).glob("*.py"))
+
+
+def test_validate_kv_methods_are_perfmodels_list_or_a_subset_derived_from_it():
+    from magicdec_model.perfmodel.acceptance import BUDGET_KV_METHODS, KV_METHODS
+    from magicdec_model.validate.run import KV_METHODS as VALIDATE_METHODS
+    from magicdec_model.validate.speculative_loop import DRAFT_METHODS
+
+    assert DRAFT_METHODS is KV_METHODS
+    assert VALIDATE_METHODS is BUDGET_KV_METHODS
+    assert set(BUDGET_KV_METHODS) == set(KV_METHODS) - {"full"}
+    copies = [p.name for p in _sources("validate") + _sources("cli") if KV_LIST_LITERAL.search(p.read_text())]
+    assert copies == [], f"a second copy of the KV-method list in {copies}"
+
+
+def test_validate_generic_start_has_exactly_the_profile_keys_and_no_retyped_table():
+    from magicdec_model.perfmodel.hardware import EFFICIENCY_KEYS, OPTIONAL_EFFICIENCY
+    from magicdec_model.validate.run import GENERIC_START
+
+    assert list(GENERIC_START) == list(EFFICIENCY_KEYS + OPTIONAL_EFFICIENCY)
+    copies = [p.name for p in _sources("validate") if EFF_DICT_LITERAL.search(p.read_text())]
+    assert copies == [], f"a retyped table of efficiency keys in {copies}"
+
+
+def test_validate_refuses_budgets_and_acceptance_with_perfmodels_checks(tmp_path, monkeypatch):
+    """The same bad value gives the same message from validate's check and from perfmodel's."""
+    from magicdec_model.perfmodel.acceptance import check_acceptance
+    from magicdec_model.perfmodel.errors import InputError
+    from magicdec_model.perfmodel.scenario import check_budgets
+    from magicdec_model.validate import run as vrun
+
+    base = vrun.ValidateConfig(device="cpu", model="llama-68m", layers=1, batch=[1], seq_len=[256],
+                               kv_budget=[64], kv_method="streamingllm", gamma=[3], acceptance=0.8,
+                               out=tmp_path / "out")
+    for cfg, reference in (
+        (replace(base, kv_budget=[256]), lambda: check_budgets([256], [256], full_allowed=False)),
+        (replace(base, acceptance=1.0), lambda: check_acceptance(1.0)),
+    ):
+        with pytest.raises(InputError) as ours:
+            vrun.check_config(cfg)
+        with pytest.raises(InputError) as theirs:
+            reference()
+        assert str(ours.value) == str(theirs.value)
+    # the validator is routed through those functions: replacing them changes its answer
+    monkeypatch.setattr(vrun, "check_budgets", lambda *a, **k: (_ for _ in ()).throw(InputError("stub")))
+    with pytest.raises(InputError, match="^stub$"):
+        vrun.check_config(base)

@@ -22,9 +22,10 @@ WORKER = textwrap.dedent(
     from magicdec_model.perfmodel.architecture import get_model
     from magicdec_model.perfmodel.parallel import shard
     from magicdec_model.validate.decoder import Decoder
-    from magicdec_model.validate.microbench import MicroBench, MicroPoint, point_cost, shard_arch
+    from magicdec_model.validate.microbench import MicroBench, MicroPoint, point_cost
     from magicdec_model.validate.microbench import _max_over_ranks
     from magicdec_model.validate.distributed import TensorParallel
+    from magicdec_model.validate.tensor_parallel import parallelize
     from magicdec_model.validate.timing import Timer, TimerConfig, Timing
 
     torch.set_num_threads(1)
@@ -32,7 +33,7 @@ WORKER = textwrap.dedent(
     rank, world = dist.get_rank(), dist.get_world_size()
     from dataclasses import replace
     arch = replace(get_model("llama-68m"), dtype_bytes=4)  # fp32 on CPU, as validate runs it
-    dec = Decoder.synthetic(shard_arch(arch, world), layers=1)
+    dec = parallelize(Decoder.synthetic(arch, layers=1), TensorParallel(rank, world))
     bench = MicroBench(dec, None, Timer("cpu", TimerConfig(flush_cache=False)), dist_group=True)
     out = {"rank": rank, "points": []}
     for tokens in (1, 64, 1024):

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from magicdec_model.validate.attention import (  # noqa: E402
     TorchSDPABackend,
     flashinfer_usable,
-    select_backend,
+    get_backend,
 )
 from magicdec_model.validate.decoder import Decoder  # noqa: E402
 from magicdec_model.validate.kvcache import PagedKVCache  # noqa: E402
@@ -128,15 +128,24 @@ def test_run_without_plan_is_refused():
 
 def test_backend_selection_on_cpu():
     assert not flashinfer_usable("cpu")
-    assert select_backend("auto", "cpu").name == "torch"
-    assert select_backend("torch", "cpu").name == "torch"
+    assert get_backend("auto", "cpu").name == "torch"
+    assert get_backend("torch", "cpu").name == "torch"
     with pytest.raises(ValueError, match="unknown attention backend"):
-        select_backend("nope", "cpu")
+        get_backend("nope", "cpu")
 
 
 def test_backend_env_variable(monkeypatch):
     monkeypatch.setenv("MAGICDEC_ATTENTION_BACKEND", "torch")
-    assert select_backend(None, "cpu").name == "torch"
+    assert get_backend(None, "cpu").name == "torch"
     monkeypatch.setenv("MAGICDEC_ATTENTION_BACKEND", "bogus")
     with pytest.raises(ValueError):
-        select_backend(None, "cpu")
+        get_backend(None, "cpu")
+
+
+def test_registry_names_every_backend_the_cli_accepts():
+    from magicdec_model.validate.attention import backend_names
+    from magicdec_model.validate.run import BACKENDS
+
+    assert backend_names() == ("torch", "flashinfer")
+    assert BACKENDS == ("auto", *backend_names())
+    assert type(get_backend("torch", "cpu")) is TorchSDPABackend

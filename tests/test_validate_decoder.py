@@ -10,13 +10,9 @@ torch = pytest.importorskip("torch")
 
 from magicdec_model.perfmodel.architecture import get_model  # noqa: E402
 from magicdec_model.validate.attention import TorchSDPABackend  # noqa: E402
-from magicdec_model.validate.decoder import (  # noqa: E402
-    LAYER_OPS,
-    STEP_OPS,
-    Decoder,
-    rope_inv_freq,
-    synthetic_weights,
-)
+from magicdec_model.validate.decoder import LAYER_OPS, STEP_OPS, Decoder  # noqa: E402
+from magicdec_model.validate.rotary import rope_inv_freq  # noqa: E402
+from magicdec_model.validate.weights import synthetic_weights  # noqa: E402
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("single_torch_thread")]
 

@@ -17,15 +17,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from magicdec_model.validate import attention as attention_mod  # noqa: E402
-from magicdec_model.validate.attention import TorchSDPABackend, select_backend  # noqa: E402
-from magicdec_model.validate.decoder import Decoder  # noqa: E402
-from magicdec_model.validate.flashinfer_backend import (  # noqa: E402
+from magicdec_model.validate.attention import TorchSDPABackend, get_backend  # noqa: E402
+from magicdec_model.validate.attention.flashinfer_backend import (  # noqa: E402
     FlashInferBackend,
     FlashInferUnavailableError,
     parse_version,
     use_tensor_cores_for,
     version_supported,
 )
+from magicdec_model.validate.decoder import Decoder  # noqa: E402
 from magicdec_model.validate.speculative_loop import (  # noqa: E402
     DraftKV,
     autoregressive_generate,
@@ -137,7 +137,7 @@ def test_refuses_cpu_missing_module_and_wrong_version(monkeypatch):
         FlashInferBackend("cpu")
     monkeypatch.setitem(sys.modules, "flashinfer", None)  # makes the import fail
     with pytest.raises(FlashInferUnavailableError, match="not importable"):
-        select_backend("flashinfer", "cpu")
+        get_backend("flashinfer", "cpu")
 
 
 def test_auto_selection_prefers_flashinfer_only_on_a_capable_gpu(fake_fi, monkeypatch):
@@ -147,7 +147,7 @@ def test_auto_selection_prefers_flashinfer_only_on_a_capable_gpu(fake_fi, monkey
     assert attention_mod.flashinfer_usable("cuda")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
     assert not attention_mod.flashinfer_usable("cuda")
-    assert select_backend("auto", "cpu").name == "torch"
+    assert get_backend("auto", "cpu").name == "torch"
 
 
 @pytest.mark.parametrize("heads,kv", [(4, 2), (8, 1)])

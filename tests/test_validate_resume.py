@@ -15,6 +15,8 @@ import pytest
 ARGS = ["--device", "cpu", "--model", "llama-68m", "--layers", "1", "--batch", "1",
         "--seq-len", "128,256", "--kv-budget", "32", "--gamma", "2", "--new-tokens", "8",
         "--threads", "1"]
+#: the command line torchrun also starts on every rank
+VALIDATE = [sys.executable, "-m", "magicdec_model.cli.main", "validate"]
 
 
 def _rows(path: Path) -> list[dict]:
@@ -25,7 +27,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _start(out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "magicdec_model.validate", *ARGS, "--out", str(out), *extra]
+    cmd = [*VALIDATE, *ARGS, "--out", str(out), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -64,7 +66,7 @@ def test_interrupted_run_resumes_without_remeasuring_or_losing_points(tmp_path):
     assert after_int and all(r["status"] == "ok" for r in after_int)
 
     # 2. without --resume the folder is refused (nothing is overwritten)
-    refused = subprocess.run([sys.executable, "-m", "magicdec_model.validate", *ARGS, "--out", str(out)],
+    refused = subprocess.run([*VALIDATE, *ARGS, "--out", str(out)],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "--resume" in refused.stderr
     assert _rows(csv_path) == after_int
@@ -77,7 +79,7 @@ def test_interrupted_run_resumes_without_remeasuring_or_losing_points(tmp_path):
     assert max(_point_rows(after_kill).values()) == 1  # nothing measured twice so far
 
     # 4. resume to the end
-    done = subprocess.run([sys.executable, "-m", "magicdec_model.validate", *ARGS, "--out", str(out),
+    done = subprocess.run([*VALIDATE, *ARGS, "--out", str(out),
                            "--resume"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     final = _rows(csv_path)
@@ -118,7 +120,7 @@ def test_a_row_cut_by_a_kill_is_dropped_on_resume(tmp_path):
 def test_out_of_memory_and_errors_become_a_status_not_a_crash():
     import torch
 
-    from magicdec_model.validate.run import _attempt
+    from magicdec_model.validate.stages import attempt
 
     def oom():
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -129,13 +131,13 @@ def test_out_of_memory_and_errors_become_a_status_not_a_crash():
     def broken():
         raise ValueError("shape mismatch\nsecond line")
 
-    assert _attempt(oom, torch.device("cpu"))["status"] == "oom"
-    assert _attempt(cpu_oom, torch.device("cpu"))["status"] == "oom"
-    err = _attempt(broken, torch.device("cpu"))
+    assert attempt(oom, torch.device("cpu"))["status"] == "oom"
+    assert attempt(cpu_oom, torch.device("cpu"))["status"] == "oom"
+    err = attempt(broken, torch.device("cpu"))
     assert err["status"] == "error" and err["detail"] == "ValueError: shape mismatch"
 
     def interrupted():
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _attempt(interrupted, torch.device("cpu"))
+        attempt(interrupted, torch.device("cpu"))

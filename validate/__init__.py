@@ -2,10 +2,11 @@
 
 Importing this package does not import torch or flashinfer; the names below load their module on
 first access.  Modules: ``decoder`` (synthetic or loaded LLaMA-family decoder, one method per op),
-``kvcache`` (paged caches, StreamingLLM / SnapKV budgets, rollback), ``attention`` (backend
-interface, torch SDPA, selection), ``flashinfer_backend`` (the only flashinfer import),
+``kvcache`` (paged caches, StreamingLLM / SnapKV budgets, rollback), ``attention`` (a package:
+backend interface, torch SDPA, FlashInfer, a registry of backends by name),
 ``speculative_loop`` (SD loop, AR baseline), ``checkpoint`` (local safetensors, acceptance CSV),
-``distributed`` (tensor parallelism).  See docs/validate.md.
+``distributed`` (the process group), ``tensor_parallel`` (a decoder sharded in place for a
+rank), ``weights`` and ``rotary``.  See docs/validate.md.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ _EXPORTS = {
     "PagedKVCache": "kvcache",
     "AttentionBackend": "attention",
     "TorchSDPABackend": "attention",
-    "select_backend": "attention",
+    "get_backend": "attention",
+    "backend_names": "attention",
     "DraftKV": "speculative_loop",
     "SyntheticAcceptance": "speculative_loop",
     "StepRecord": "speculative_loop",
@@ -33,6 +35,7 @@ _EXPORTS = {
     "write_acceptance_csv": "checkpoint",
     "TensorParallel": "distributed",
     "init_tensor_parallel": "distributed",
+    "parallelize": "tensor_parallel",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -26,12 +26,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..perfmodel.architecture import ModelArch
 from ..perfmodel.engine import EngineProfile
 from ..perfmodel.hardware import HardwareProfile
 from ..perfmodel.speculative import sd_latency
 from ..perfmodel.sweep import Query, predict
+from .results import COMPARISON_COLUMNS, comparison_row
 
 STEP_QUANTITIES = ("target_decode", "draft", "verify")
 #: Held-out step quantities: the SD steps, never seen by the engine calibration (AR only).
@@ -87,8 +89,6 @@ def measure_ar(decoder: Any, point: ARPoint, backend: Any, new_tokens: int, seed
                before_step: Callable[[], None] | None = None) -> dict:
     """Median AR decode step (s) after a prompt of ``seq_len`` random tokens; ``before_step`` runs
     untimed before each step (the cache flush, as for the microbenchmarks)."""
-    import torch
-
     from .speculative_loop import autoregressive_generate
 
     g = torch.Generator().manual_seed(seed)
@@ -105,8 +105,6 @@ def measure_sd(
 ) -> dict:
     """Median draft and verify steps (s), seconds per token, measured Omega of one SD run;
     ``before_step`` runs untimed before each forward step (the cache flush)."""
-    import torch
-
     from .speculative_loop import GREEDY, DraftKV, SyntheticAcceptance, speculative_generate
 
     g = torch.Generator().manual_seed(seed)
@@ -162,7 +160,7 @@ def compare(
     ok = measurements[(measurements["stage"] == "check") & (measurements["status"] == "ok")]
     rows: list[dict] = []
     if ok.empty:
-        return pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
+        return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
     num = ok.copy()
     for c in ("batch", "seq_len", "kv_budget", "gamma", "gpus"):
         num[c] = pd.to_numeric(num[c], errors="coerce").fillna(0).astype(int)
@@ -172,7 +170,8 @@ def compare(
     ar = num[num["op"] == "target_decode"].set_index(["batch", "seq_len", "gpus"])["value"]
     for (B, S, G), t_meas in ar.items():
         pred = _predict(arch, profile, engine, kv_method, B, S, 64, 1, 0.5, G)
-        rows.append(_row("target_decode", B, S, 0, 0, float("nan"), G, pred["t_target_s"], t_meas))
+        rows.append(comparison_row("target_decode", B, S, 0, 0, float("nan"), G, pred["t_target_s"],
+                                   t_meas))
     sd = num[num["op"].isin(["draft", "verify", "sd_loop", "sd_token_latency", "omega",
                              "acceptance_rate"])]
     sd = sd.assign(acceptance=sd["acceptance"].fillna(-1.0))  # -1: greedy (real) acceptance
@@ -182,41 +181,19 @@ def compare(
         if a < 0:  # real acceptance: the model is given the measured rate
             a = min(max(float(vals.get("acceptance_rate", 0.0)), 0.0), 0.999)
         pred = _predict(arch, profile, engine, kv_method, B, S, K, g, a, G)
-        rows.append(_row("draft", B, S, K, g, a, G, pred["t_draft_s"], vals.get("draft")))
-        rows.append(_row("verify", B, S, K, g, a, G, pred["t_verify_s"], vals.get("verify")))
+        rows.append(comparison_row("draft", B, S, K, g, a, G, pred["t_draft_s"], vals.get("draft")))
+        rows.append(comparison_row("verify", B, S, K, g, a, G, pred["t_verify_s"], vals.get("verify")))
         if "sd_loop" in vals:
-            rows.append(_row("sd_loop", B, S, K, g, a, G, pred["t_sd_loop_s"], vals["sd_loop"]))
+            rows.append(comparison_row("sd_loop", B, S, K, g, a, G, pred["t_sd_loop_s"], vals["sd_loop"]))
         if (B, S, G) in ar.index and "sd_token_latency" in vals:
             omega = vals["omega"]
             latency = sd_latency(pred["t_draft_s"], pred["t_verify_s"], omega, g, pred["t_sd_loop_s"])
-            row = _row("speedup", B, S, K, g, a, G, pred["t_target_s"] / latency,
-                       ar[(B, S, G)] / vals["sd_token_latency"])
+            row = comparison_row("speedup", B, S, K, g, a, G, pred["t_target_s"] / latency,
+                                 ar[(B, S, G)] / vals["sd_token_latency"])
             row["predicted_at_nominal_acceptance"] = pred["speedup"]
             row["omega_measured"] = omega
             rows.append(row)
-    return pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
-
-
-_COMPARE_COLUMNS = [
-    "stage", "quantity", "batch", "seq_len", "kv_budget", "gamma", "acceptance", "gpus",
-    "predicted", "measured", "error_percent", "unit", "omega_measured",
-    "predicted_at_nominal_acceptance",
-]
-
-
-def _row(q, B, S, K, g, a, G, pred, meas) -> dict:
-    meas = float("nan") if meas is None else float(meas)
-    return {
-        "stage": "check",
-        "quantity": q,
-        "batch": B, "seq_len": S, "kv_budget": K, "gamma": g, "acceptance": a, "gpus": G,
-        "predicted": float(pred),
-        "measured": meas,
-        "error_percent": (float(pred) / meas - 1.0) * 100 if meas > 0 else float("nan"),
-        "unit": "x" if q == "speedup" else "s",
-        "omega_measured": float("nan"),
-        "predicted_at_nominal_acceptance": float("nan"),
-    }
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 
 def _predict(arch, profile, engine, kv_method, B, S, K, g, a, G) -> dict:

@@ -20,13 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from ..perfmodel.acceptance import BUDGET_KV_METHODS
 from ..perfmodel.architecture import ModelArch, load_hf_config
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from .decoder import Decoder
-    from .distributed import TensorParallel
 
 ACCEPTANCE_COLUMNS = ("model", "draft", "method", "budget", "seq_len", "acceptance", "dataset",
                       "source")
@@ -70,7 +70,6 @@ def load_checkpoint(
     layers: int | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
-    tp: TensorParallel | None = None,
 ) -> Decoder:
     """Load a local LLaMA-family checkpoint folder into a :class:`Decoder` (never downloads).
 
@@ -78,9 +77,9 @@ def load_checkpoint(
         path: folder with ``config.json`` and safetensors weights (HF LLaMA names).
         layers: keep only the first ``layers`` layers.
         device, dtype: target placement (default dtype: bf16 on CUDA, fp32 on CPU).
-        tp: tensor-parallel group (weights are sharded after loading each layer).
+
+    Under tensor parallelism, shard the result with :func:`.tensor_parallel.parallelize`.
     """
-    import torch
 
     from .decoder import Decoder, DecoderWeights, LayerWeights
 
@@ -127,7 +126,7 @@ def load_checkpoint(
         final_norm=t("model.norm.weight"),
         lm_head=head,
     )
-    return Decoder(arch, weights, device=device, dtype=dtype, tp=tp)
+    return Decoder(arch, weights, device=device, dtype=dtype)
 
 
 def hf_config(arch: ModelArch) -> dict[str, Any]:
@@ -159,11 +158,12 @@ def save_checkpoint(decoder: Decoder, path: str | Path) -> Path:
     """Write ``decoder`` (single process) as ``config.json`` + ``model.safetensors`` in ``path``."""
     from safetensors.torch import save_file
 
-    if decoder.tp is not None:
+    arch = decoder.arch
+    if (decoder.num_heads, decoder.num_kv_heads, decoder.head.shape[0]) != (
+            arch.num_heads, arch.num_kv_heads, arch.vocab_size):
         raise ValueError("save_checkpoint needs an unsharded decoder")
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    arch = decoder.arch
     tensors: dict[str, torch.Tensor] = {"model.embed_tokens.weight": decoder.embed,
                                         "model.norm.weight": decoder.final_norm_w}
     if decoder.head is not decoder.embed:
@@ -217,7 +217,7 @@ def measure_acceptance(
     target: Decoder,
     prompts: torch.Tensor,
     *,
-    methods: Iterable[str] = ("streamingllm", "snapkv"),
+    methods: Iterable[str] = BUDGET_KV_METHODS,
     budgets: Iterable[int] = (256, 512),
     gamma: int = 4,
     max_new_tokens: int = 64,

@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+import torch
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,6 @@ class PagedKVCache:
         device: torch.device | str = "cpu",
         dtype: torch.dtype | None = None,
     ) -> None:
-        import torch
-
         if min(num_layers, batch, capacity, num_kv_heads, head_dim, page_size) <= 0:
             raise ValueError("cache dimensions must be positive")
         self.num_layers = num_layers
@@ -112,15 +108,11 @@ class PagedKVCache:
 
     def positions(self, num_new: int) -> torch.Tensor:
         """Rotary positions ``[B, num_new]`` of the next ``num_new`` tokens (before reserving)."""
-        import torch
-
         base = self.lens + self.pos_offset
         return base[:, None] + torch.arange(num_new, device=self.device)[None, :]
 
     def page_table(self) -> PageTable:
         """The CSR page table of the current lengths (every request must hold >= 1 token)."""
-        import torch
-
         lens = self.lens.to(torch.int64)
         if bool((lens <= 0).any()):
             raise ValueError("page_table needs every request to hold at least one token")
@@ -161,8 +153,6 @@ class PagedKVCache:
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store ``k``, ``v`` ``[B, T, H_kv, D]`` of the last reserved ``T`` tokens of ``layer``."""
-        import torch
-
         n_new = k.shape[1]
         if n_new != self.last_append:
             raise ValueError(f"write of {n_new} tokens after reserve({self.last_append})")
@@ -175,8 +165,6 @@ class PagedKVCache:
     # --------------------------------------------------------------- rollback
     def truncate(self, new_lens: torch.Tensor) -> None:
         """Roll back: keep only the first ``new_lens[b]`` slots of each request (metadata only)."""
-        import torch
-
         new_lens = torch.as_tensor(new_lens, device=self.device).to(torch.long)
         if bool((new_lens > self.lens).any()) or bool((new_lens < self.floor).any()):
             raise ValueError("truncate can only drop appended tokens, not add or cut the prefix")
@@ -215,8 +203,6 @@ class PagedKVCache:
         length L, or a budget cache of ``budget`` tokens (``pos_offset`` = L - budget so that new
         tokens get positions after L).  Data are random, not zeros (timings on zeros are faster).
         """
-        import torch
-
         if not 0 < length <= self.capacity:
             raise ValueError(f"length {length} must be in 1..{self.capacity}")
         g = torch.Generator(device=self.device).manual_seed(seed)
@@ -277,8 +263,6 @@ def snapkv_indices(
         query rows, average-pooled, then summed over the query heads of each KV group; the top
         ``budget - window`` prefix positions are kept together with the window.
     """
-    import torch
-
     B, S, H_kv, D = keys.shape
     if budget <= window:
         raise ValueError(f"budget {budget} must exceed the observation window {window}")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+import torch.distributed as dist
 
 from ..perfmodel.architecture import ModelArch
 from ..perfmodel.ops import OpCost, step_ops
@@ -102,24 +104,6 @@ def plan_points(
     return [p for p in points if not (p.key in seen or seen.add(p.key))]
 
 
-def shard_arch(arch: ModelArch, gpus: int) -> ModelArch:
-    """The per-GPU slice of ``arch`` under ``gpus``-way TP as a model record of its own.
-
-    A decoder built from it has exactly one rank's weight shapes (heads, MLP width and vocabulary
-    split, hidden size kept), so its ops time what one GPU runs.
-    """
-    if gpus == 1:
-        return arch
-    sh = shard(arch, gpus)
-    return replace(
-        arch,
-        num_heads=sh.q_heads,
-        num_kv_heads=sh.kv_heads,
-        intermediate_size=sh.intermediate,
-        vocab_size=sh.vocab,
-    )
-
-
 class MicroBench:
     """Runs :class:`MicroPoint` s on one rank with a decoder of one layer of the rank's shard."""
 
@@ -143,13 +127,9 @@ class MicroBench:
 
     # ------------------------------------------------------------------ kernels
     def _rand(self, *shape: int) -> Any:
-        import torch
-
         return torch.randn(*shape, device=self.dec.device, dtype=self.dec.dtype)
 
     def _callable(self, p: MicroPoint) -> Any:
-        import torch
-
         d, B, q = self.dec, p.batch, p.q
         h = d.arch.hidden_size
         qd = d.num_heads * d.head_dim
@@ -198,9 +178,6 @@ class MicroBench:
 
     def _allreduce(self, p: MicroPoint) -> Timing:
         """All-reduce of ``tokens x hidden`` elements, fixed repetitions on every rank, max over ranks."""
-        import torch
-        import torch.distributed as dist
-
         from .timing import Timing
 
         if self.group is None:
@@ -235,9 +212,6 @@ class MicroBench:
 
 def _max_over_ranks(timing: Timing, device: Any) -> Timing:
     """Element-wise maximum of (median, p25, p75) over all ranks."""
-    import torch
-    import torch.distributed as dist
-
     from .timing import Timing
 
     dev = device if dist.get_backend() == "nccl" else "cpu"

@@ -1,4 +1,8 @@
-"""measurements.csv: one row per measured quantity, appended as measured, resumable.
+"""The row schemas of validate's tables and measurements.csv, appended as measured, resumable.
+
+:data:`MEASUREMENT_COLUMNS` are the columns of ``measurements.csv`` (rows built by
+:func:`peak_rows`, :func:`micro_row` and :func:`check_rows`), :data:`COMPARISON_COLUMNS` those of
+``comparison.csv`` (rows built by :func:`comparison_row` and :func:`micro_comparison`).
 
 Every point is written with a single ``write`` of whole lines, flushed and fsync'ed before the
 next point starts, so a run stopped at any moment (Ctrl-C, a kill, a crash) leaves a file of
@@ -23,9 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-COLUMNS = (
+import numpy as np
+import pandas as pd
+
+MEASUREMENT_COLUMNS = (
     "key",
-    "stage",  # micro (fit data) or check (SD-loop steps, held out of the fit)
+    "stage",  # peak (device peaks), micro (fit data) or check (SD-loop steps, held out of the fit)
     "op",
     "op_class",
     "variant",
@@ -53,6 +60,20 @@ COLUMNS = (
 )
 STATUSES = ("ok", "oom", "error")
 
+COMPARISON_COLUMNS = (
+    "stage",  # check (AR and SD-loop steps, speedup) or micro (fitted microbenchmarks, in-sample)
+    "quantity",
+    "batch", "seq_len", "kv_budget", "gamma", "acceptance", "gpus",
+    "predicted",
+    "measured",
+    "error_percent",  # (predicted / measured - 1) x 100
+    "unit",
+    "omega_measured",
+    "predicted_at_nominal_acceptance",
+)
+#: unit of each SD-loop quantity that is not in seconds
+CHECK_UNITS = {"omega": "tokens", "acceptance_rate": "ratio"}
+
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -79,7 +100,7 @@ class MeasurementLog:
         if not text.strip():
             return
         reader = csv.DictReader(io.StringIO(text))
-        if tuple(reader.fieldnames or ()) != COLUMNS:
+        if tuple(reader.fieldnames or ()) != MEASUREMENT_COLUMNS:
             from ..perfmodel.errors import InputError
 
             raise InputError(
@@ -103,9 +124,9 @@ class MeasurementLog:
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         """Write ``rows`` (one point) in one write, then flush and fsync."""
-        rows = [{c: _fmt(r.get(c, "")) for c in COLUMNS} for r in rows]
+        rows = [{c: _fmt(r.get(c, "")) for c in MEASUREMENT_COLUMNS} for r in rows]
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=MEASUREMENT_COLUMNS, lineterminator="\n")
         new_file = not self.path.exists() or self.path.stat().st_size == 0
         if new_file:
             writer.writeheader()
@@ -123,3 +144,70 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return repr(v)
     return "" if v is None else str(v)
+
+
+# ----------------------------------------------------------------------------- rows
+def _scalar(x: Any) -> float:
+    return float(np.asarray(x, dtype=float).reshape(-1)[0])
+
+
+def peak_rows(key: str, peaks: dict[str, float]) -> list[dict[str, Any]]:
+    """measurements.csv rows of the device peaks (FLOP/s of matmuls, B/s of a copy)."""
+    return [{"key": key, "stage": "peak", "op": k, "value": v, "status": "ok",
+             "unit": "FLOP/s" if "flops" in k else "B/s"} for k, v in peaks.items()]
+
+
+def micro_row(point: Any, cost: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """The measurements.csv row of one microbenchmark ``point`` (a :class:`.microbench.MicroPoint`)
+    with perfmodel's ``cost`` of it (FLOPs, bytes, all-reduce bytes per GPU) and the ``result`` of
+    its timing (status, median seconds, quartiles, repetitions, detail)."""
+    return {"key": point.key, "stage": "micro", "op": point.op, "op_class": cost.op_class,
+            "variant": point.variant, "batch": point.batch, "q": point.q, "kv_len": point.kv_len,
+            "gpus": point.gpus, "flops": _scalar(cost.flops), "bytes": _scalar(cost.bytes),
+            "comm_bytes": _scalar(cost.comm_bytes), "unit": "s", **result}
+
+
+def check_rows(point: Any, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """measurements.csv rows of one AR or SD check ``point`` (:mod:`.check`): one per measured
+    quantity when ``result["status"]`` is ok (``result["value"]``: quantity -> (median, p25, p75,
+    reps)), else one row with the status and detail."""
+    base: dict[str, Any] = {"stage": "check", "batch": point.batch, "seq_len": point.seq_len,
+                            "gpus": point.gpus}
+    sd = hasattr(point, "kv_budget")
+    if sd:
+        base.update({"kv_budget": point.kv_budget, "gamma": point.gamma, "acceptance": point.acceptance})
+    if result["status"] != "ok":
+        return [{**base, "key": point.key, "op": "sd" if sd else "ar", "status": result["status"],
+                 "detail": result["detail"]}]
+    return [{**base, "key": point.key, "op": op, "value": med, "p25": p25, "p75": p75, "reps": reps,
+             "unit": CHECK_UNITS.get(op, "s"), "status": "ok"}
+            for op, (med, p25, p75, reps) in result["value"].items()]
+
+
+def comparison_row(quantity: str, batch: int, seq_len: int, kv_budget: int, gamma: int, acceptance: float,
+                   gpus: int, predicted: float, measured: float | None) -> dict[str, Any]:
+    """One ``stage = check`` row of comparison.csv (seconds, or the speedup's ratio)."""
+    meas = float("nan") if measured is None else float(measured)
+    return {
+        "stage": "check", "quantity": quantity,
+        "batch": batch, "seq_len": seq_len, "kv_budget": kv_budget, "gamma": gamma,
+        "acceptance": acceptance, "gpus": gpus,
+        "predicted": float(predicted),
+        "measured": meas,
+        "error_percent": (float(predicted) / meas - 1.0) * 100 if meas > 0 else float("nan"),
+        "unit": "x" if quantity == "speedup" else "s",
+        "omega_measured": float("nan"),
+        "predicted_at_nominal_acceptance": float("nan"),
+    }
+
+
+def micro_comparison(micro: pd.DataFrame) -> pd.DataFrame:
+    """The ``stage = micro`` rows of comparison.csv from the fitted microbenchmark frame (columns
+    op, batch, kv_len, gpus, predicted, measured in seconds)."""
+    return pd.DataFrame({
+        "stage": "micro", "quantity": micro["op"], "batch": micro["batch"],
+        "seq_len": micro["kv_len"], "kv_budget": 0, "gamma": 0, "acceptance": float("nan"),
+        "gpus": micro["gpus"], "predicted": micro["predicted"], "measured": micro["measured"],
+        "error_percent": (micro["predicted"] / micro["measured"] - 1) * 100, "unit": "s",
+    }, columns=list(COMPARISON_COLUMNS))
+

@@ -1,15 +1,8 @@
-"""One validate run: measure peaks and microbenchmarks, fit, check on the SD loop, write DIR.
+"""One validate run: its configuration, the checks of every flag, and its summary.
 
-Order (each point appended to ``DIR/measurements.csv`` as soon as it is measured):
-
-1. ``peak`` rows: matmul FLOP/s and copy bandwidth of the device (the datasheet of a CPU);
-2. ``micro`` rows: GEMM, attention, elementwise and all-reduce points (:mod:`.microbench`);
-3. the fit (:mod:`.fit`) -> ``DIR/profile.toml``;
-4. ``check`` rows: AR and SD-loop steps (:mod:`.check`), never seen by the fit;
-5. ``DIR/comparison.csv`` and ``DIR/report.html``.
-
-Under torchrun (``WORLD_SIZE`` > 1) every rank runs the same points in the same order on its
-shard; rank 0 alone writes files.  Only this module and the ones it calls import torch.
+:func:`run_validate` takes the output folder's lock and runs the stages of :mod:`.stages` (peaks,
+microbenchmarks, fit, check, engine calibration, report) over one run context.  This module loads
+no torch when imported (the CLI checks the flags with it first); the stages do.
 """
 
 from __future__ import annotations
@@ -17,47 +10,63 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-import platform
-import socket
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from ..perfmodel.acceptance import BUDGET_KV_METHODS, check_acceptance
 from ..perfmodel.architecture import ModelArch, get_model
 from ..perfmodel.engine import resolve_engine
 from ..perfmodel.errors import InputError
-from ..perfmodel.hardware import HardwareProfile, load_profile, profile_from_dict, profile_to_toml
-from ..perfmodel.inputs import check_float, check_int
+from ..perfmodel.hardware import (
+    EFFICIENCY_KEYS,
+    OPTIONAL_EFFICIENCY,
+    HardwareProfile,
+    load_profile,
+    profile_from_dict,
+)
+from ..perfmodel.inputs import check_int
 from ..perfmodel.outfiles import (
     OutputLock,
-    atomic_output,
-    atomic_write_text,
     check_out_folder,
     make_out_folder,
 )
 from ..perfmodel.parallel import shard
+from ..perfmodel.scenario import check_budgets
 from ..perfmodel.speculative import check_gamma
-from .results import MeasurementLog, utc_now
-from .runconfig import check_resume, run_configuration, write_run_config
+from .attention.registry import AUTO, backend_names
+from .results import MeasurementLog
+from .runconfig import check_resume, write_run_config
 
-KV_METHODS = ("streamingllm", "snapkv")
+#: the draft KV methods validate runs: self-speculation over a budget KV (perfmodel's list)
+KV_METHODS = BUDGET_KV_METHODS
 DEVICES = ("cpu", "cuda")
-BACKENDS = ("auto", "torch", "flashinfer")
+BACKENDS = (AUTO, *backend_names())
 
-#: starting efficiencies for a device without a shipped profile (a CPU): neutral priors
-GENERIC_START = {
-    "gemm_bw": 0.5, "gemm_flops": 0.5,
-    "attention_bw": 0.5, "attention_flops": 0.5,
-    "elementwise_bw": 0.5, "elementwise_flops": 0.5,
-    "gemv_bw": 0.5,
+#: neutral prior of every efficiency fraction (``*_bw``, ``*_flops``) for a device without a
+#: shipped profile (a CPU)
+GENERIC_FRACTION = 0.5
+#: priors of the efficiency terms that are not fractions (seconds, bytes per second)
+GENERIC_ABSOLUTE = {
     "kernel_fixed_s": 10e-6,
     "allreduce_latency_s": 50e-6, "allreduce_hop_latency_s": 5e-6, "allreduce_busbw": 1e9,
 }
+
+
+def _generic_start() -> dict[str, float]:
+    """Starting efficiencies: one per key of perfmodel's hardware profile, none retyped here."""
+    keys = EFFICIENCY_KEYS + OPTIONAL_EFFICIENCY
+    unknown = set(GENERIC_ABSOLUTE) - set(keys)
+    if unknown:
+        raise ValueError(f"GENERIC_ABSOLUTE names keys a profile does not have: {sorted(unknown)}")
+    return {k: GENERIC_ABSOLUTE.get(k, GENERIC_FRACTION) for k in keys}
+
+
+#: starting efficiencies for a device without a shipped profile (a CPU): neutral priors
+GENERIC_START = _generic_start()
 
 
 @dataclass
@@ -104,11 +113,12 @@ class RunSummary:
 
     def last_line(self) -> str:
         """The line scripts read: ``MAPE AR (fit): X%  MAPE SD step-time (held out): Y%  ...``."""
-        return (f"MAPE AR (fit): {_pct(self.mape_ar)}  MAPE SD step-time (held out): "
-                f"{_pct(self.mape_step)}  MAPE SD speedup (held out): {_pct(self.mape_speedup)}")
+        return (f"MAPE AR (fit): {pct(self.mape_ar)}  MAPE SD step-time (held out): "
+                f"{pct(self.mape_step)}  MAPE SD speedup (held out): {pct(self.mape_speedup)}")
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
+    """A percentage for the summary, ``n/a`` when not finite."""
     return "n/a" if not np.isfinite(x) else f"{x:.1f}%"
 
 
@@ -141,7 +151,7 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
         for v in values:
             check_int(v, flag)
     if cfg.acceptance is not None:
-        check_float(cfg.acceptance, "--acceptance", 0.0, 1.0, hi_open=True)
+        check_acceptance(cfg.acceptance)
     if importlib.util.find_spec("torch") is None:
         raise InputError(
             "validate runs real kernels and needs torch, which is not installed; "
@@ -180,14 +190,7 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
         check_gamma(g)
     if cfg.acceptance is None and not cfg.checkpoint:
         raise InputError("--acceptance is needed without --checkpoint (synthetic acceptance rate)")
-    if cfg.acceptance is not None and not 0.0 <= cfg.acceptance < 1.0:
-        raise InputError(f"--acceptance {cfg.acceptance} is outside [0, 1); allowed: 0 <= a < 1")
-    for k in cfg.kv_budget:
-        if k >= min(cfg.seq_len):
-            raise InputError(
-                f"--kv-budget {k} is not smaller than --seq-len {min(cfg.seq_len)}; allowed: "
-                f"budgets below every sequence length"
-            )
+    check_budgets(cfg.kv_budget, cfg.seq_len, full_allowed=False)
     if cfg.new_tokens < 2:
         raise InputError(f"--new-tokens {cfg.new_tokens} must be at least 2")
     if cfg.threads < 0:
@@ -256,32 +259,19 @@ def prepare_out(out: Path, resume: bool, config: dict[str, Any] | None = None) -
 
 
 # ----------------------------------------------------------------------------- helpers
-def device_name(device: Any) -> str:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"CPU {model}, {torch.get_num_threads()} threads ({socket.gethostname()})"
-
-
 def select_attention(device: Any, name: str) -> tuple[Any, list[str]]:
-    """The attention backend, falling back to torch SDPA with a warning when FlashInfer is missing."""
-    from .attention import flashinfer_usable, select_backend
+    """The attention backend named ``name`` (or ``"auto"``) from the registry; notes to warn.
+
+    On a GPU, ``auto`` and ``flashinfer`` fall back to torch SDPA with a note when FlashInfer is
+    missing or cannot be loaded; ``flashinfer`` on a CPU is refused.
+    """
+    from .attention import flashinfer_usable, get_backend
 
     notes: list[str] = []
-    if device.type == "cuda" and name in ("auto", "flashinfer"):
+    if device.type == "cuda" and name in (AUTO, "flashinfer"):
         if flashinfer_usable(device):
             try:
-                return select_backend("flashinfer", device), notes
+                return get_backend("flashinfer", device), notes
             except ImportError as exc:
                 notes.append(f"FlashInfer backend could not be loaded ({exc}); using torch SDPA")
         else:
@@ -289,44 +279,18 @@ def select_attention(device: Any, name: str) -> tuple[Any, list[str]]:
                 "FlashInfer is not installed or not usable on this GPU: attention falls back to "
                 "torch SDPA (install the 'gpu' extra: pip install 'magicdec-model[gpu]')"
             )
-        return select_backend("torch", device), notes
+        return get_backend("torch", device), notes
     if name == "flashinfer":
         raise InputError("--backend flashinfer needs --device cuda; allowed on CPU: torch, auto")
-    return select_backend("torch", device), notes
+    return get_backend("torch", device), notes
 
 
-def _is_oom(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "out of memory" in text or "can't allocate memory" in text or type(exc).__name__ in (
-        "OutOfMemoryError",
-    )
-
-
-def _free_memory(device: Any) -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _capacity(device: Any) -> float:
-    """Memory of the device in bytes: one GPU's total memory, or the machine's physical RAM."""
-    import torch
-
-    if device.type == "cuda":
-        return float(torch.cuda.get_device_properties(device).total_memory)
-    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-
-
-def start_profile(cfg: ValidateConfig, peaks: dict[str, float], device: Any, name: str,
-                  date: str) -> HardwareProfile:
-    """The profile the fit starts from: a shipped one (``--start-profile``) or measured peaks."""
+def start_profile(cfg: ValidateConfig, peaks: dict[str, float], capacity: float, device_type: str,
+                  name: str, date: str) -> HardwareProfile:
+    """The profile the fit starts from: a shipped one (``--start-profile``) or measured ``peaks``
+    (FLOP/s, B/s) with ``capacity`` bytes of memory and the generic efficiency priors."""
     if cfg.start_profile:
         return load_profile(cfg.start_profile)
-    capacity = _capacity(device)
     how = f"measured by magicdec-model validate on this machine ({name}) on {date}"
     datasheet = {
         "peak_flops_bf16": peaks["peak_flops"],
@@ -335,13 +299,13 @@ def start_profile(cfg: ValidateConfig, peaks: dict[str, float], device: Any, nam
         "mem_bw": peaks["mem_bw"],
         "mem_capacity": capacity,
     }
-    dt = "fp32" if device.type == "cpu" else "bf16"
+    dt = "fp32" if device_type == "cpu" else "bf16"
     sources = {
         "peak_flops_bf16": f"{how}: {dt} matmul (the run's dtype; this device is timed in {dt})",
         "peak_flops_fp16": f"{how}: same as peak_flops_bf16",
         "peak_flops_fp32": f"{how}: fp32 matmul",
         "mem_bw": f"{how}: large tensor copy, read + write bytes per second",
-        "mem_capacity": f"{how}: {'physical RAM' if device.type == 'cpu' else 'torch total_memory'}",
+        "mem_capacity": f"{how}: {'physical RAM' if device_type == 'cpu' else 'torch total_memory'}",
     }
     prior = "generic starting value of validate (a prior, not a measurement)"
     sources.update(dict.fromkeys(GENERIC_START, prior))
@@ -358,326 +322,11 @@ def run_validate(cfg: ValidateConfig, progress: Progress | None = None,
     Every flag, the device and the backend are checked before ``cfg.out`` is created; rank 0
     then holds the folder's lock (:class:`~..perfmodel.outfiles.OutputLock`) until the end.
     """
+    from .stages import run_stages
+
     lock = OutputLock(cfg.out, folder=True) if os.environ.get("RANK", "0") == "0" else None
     try:
-        return _run_validate(cfg, progress, warn, lock)
+        return run_stages(cfg, progress, warn, lock)
     finally:
         if lock is not None:
             lock.release()
-
-
-def _run_validate(cfg: ValidateConfig, progress: Progress | None, warn: Callable[[str], None] | None,
-                  lock: OutputLock | None) -> RunSummary:
-    import torch
-
-    progress = progress or Progress()
-    warn = warn or (lambda msg: warnings.warn(msg, stacklevel=2))
-    arch = check_config(cfg)
-    check_device(cfg.device)
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world != cfg.gpus and world > 1:
-        cfg = dataclasses.replace(cfg, gpus=world)
-    if cfg.gpus > 1 and world == 1:
-        raise InputError(f"--gpus {cfg.gpus} needs torchrun (the CLI launches it; see docs/validation.md)")
-    dist_on = world > 1
-    if cfg.device == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
-    else:
-        device = torch.device("cpu")
-    if dist_on:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            if device.type == "cuda":
-                dist.init_process_group("nccl", device_id=device)
-            else:
-                dist.init_process_group("gloo")
-    writer = rank == 0
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    dtype_bytes = torch.finfo(dtype).bits // 8
-    check_memory(cfg, arch, dtype_bytes, _capacity(device))
-    run_model = dataclasses.replace(arch, num_layers=cfg.layers, dtype_bytes=dtype_bytes)
-    dname = device_name(device)
-    date = utc_now()[:10]
-    backend, notes = select_attention(device, cfg.backend)
-    log = None
-    if writer:
-        assert lock is not None
-        check_out_folder(cfg.out)
-        make_out_folder(cfg.out)
-        lock.acquire()
-        log = prepare_out(cfg.out, cfg.resume, run_configuration(cfg, arch, dname, dtype, backend.name))
-    done = set(log.keys) if log is not None else set()
-    if dist_on:
-        import torch.distributed as dist
-
-        box = [sorted(done)]
-        dist.broadcast_object_list(box, src=0)
-        done = set(box[0])
-    for n in notes:
-        warn(n)
-    labels = {"backend": backend.name, "device": dname}
-
-    from .check import ARPoint, SDPoint, measure_ar, measure_sd, plan_checks
-    from .decoder import Decoder
-    from .microbench import MicroBench, plan_points, point_cost, shard_arch
-    from .timing import Timer, TimerConfig, measure_peaks
-
-    torch.manual_seed(cfg.seed)
-    local_arch = shard_arch(run_model, cfg.gpus)
-    if cfg.checkpoint:
-        from .checkpoint import load_checkpoint
-
-        decoder = load_checkpoint(cfg.checkpoint, layers=cfg.layers, device=device, dtype=dtype)
-    else:
-        decoder = Decoder.synthetic(local_arch, layers=cfg.layers, seed=cfg.seed, device=device,
-                                    dtype=dtype)
-    if dist_on:
-        from .distributed import TensorParallel
-
-        # The decoder is built from the rank's shard-sized record (heads, MLP width and vocabulary
-        # split as perfmodel.parallel.shard does, LM head included), so only the group is attached:
-        # its allreduce_attn / allreduce_mlp then sum the shards' partial outputs.
-        decoder.tp = TensorParallel(rank=rank, world_size=world)
-    sh = shard(run_model, cfg.gpus)
-    timer = Timer(device, TimerConfig(graph=cfg.cuda_graph))
-    bench = MicroBench(decoder, backend, timer, dist_group=True if dist_on else None)
-
-    micro = plan_points(run_model, cfg.gpus, cfg.batch, cfg.seq_len, cfg.kv_budget, cfg.gamma)
-    checks = plan_checks(cfg.batch, cfg.seq_len, cfg.kv_budget, cfg.gamma, cfg.acceptance, cfg.gpus)
-    peak_key = f"peak|{dname}|{dtype}"
-    todo_total = (peak_key not in done) + sum(p.key not in done for p in micro) + sum(
-        c.key not in done for c in checks)
-    skipped = 1 + len(micro) + len(checks) - todo_total
-    progress.start(todo_total)
-    measured = failed = 0
-
-    def record(rows: list[dict]) -> None:
-        if log is not None:
-            for r in rows:
-                r.update({k: v for k, v in labels.items() if k not in r})
-                r.setdefault("time_utc", utc_now())
-            log.append(rows)
-
-    # 1. peaks
-    if peak_key not in done:
-        progress.point("device peaks (matmul, copy)")
-        peaks = measure_peaks(device, dtype)
-        record([{"key": peak_key, "stage": "peak", "op": k, "value": v, "status": "ok",
-                 "unit": "FLOP/s" if "flops" in k else "B/s"} for k, v in peaks.items()])
-        measured += 1
-        progress.advance()
-
-    # 2. microbenchmarks
-    for p in micro:
-        if p.key in done:
-            continue
-        progress.point(p.label())
-        cost = point_cost(run_model, sh, p)
-        row = {"key": p.key, "stage": "micro", "op": p.op, "op_class": cost.op_class,
-               "variant": p.variant, "batch": p.batch, "q": p.q, "kv_len": p.kv_len, "gpus": p.gpus,
-               "flops": _f(cost.flops), "bytes": _f(cost.bytes), "comm_bytes": _f(cost.comm_bytes),
-               "unit": "s"}
-        row.update(_attempt(lambda p=p: bench.measure(p), device))
-        failed += row["status"] != "ok"
-        record([row])
-        measured += 1
-        progress.advance()
-
-    # 3. fit (rank 0), profile broadcast to the others for nothing: only rank 0 compares
-    profile_path = cfg.out / "profile.toml"
-    summary_warnings = list(notes)
-    fit_res = data = None
-    profile = None
-    if writer:
-        assert log is not None
-        peaks = {r["op"]: float(r["value"]) for r in log.rows if r["key"] == peak_key}
-        start = start_profile(cfg, peaks, device, dname, date)
-        fit_res, data, profile = _fit(log, start, run_model, cfg, dname, date, backend.name)
-        atomic_write_text(profile_path, profile_to_toml(profile))
-        load_profile.cache_clear()
-        load_profile(str(profile_path))  # what predict --hardware will load
-
-    # 4. held-out check on the SD loop: each forward step is timed after the same cache flush as
-    # the microbenchmarks its kernels were fitted to (weights and KV stream from memory, as they
-    # do on a GPU, even where this device's last-level cache could hold the whole small model)
-    flush = timer.flusher.flush if timer.flusher is not None else None
-    for c in checks:
-        if c.key in done:
-            continue
-        progress.point(c.label())
-        base = {"stage": "check", "batch": c.batch, "seq_len": c.seq_len, "gpus": c.gpus}
-        if isinstance(c, ARPoint):
-            res = _attempt(lambda c=c: measure_ar(decoder, c, backend, cfg.new_tokens, cfg.seed, flush),
-                           device, raw=True)
-        else:
-            assert isinstance(c, SDPoint)
-            base.update({"kv_budget": c.kv_budget, "gamma": c.gamma, "acceptance": c.acceptance})
-            res = _attempt(lambda c=c: measure_sd(decoder, c, backend, cfg.new_tokens, cfg.kv_method,
-                                                  cfg.seed, flush), device, raw=True)
-        rows = []
-        if res["status"] == "ok":
-            for op, (med, p25, p75, reps) in res["value"].items():
-                unit = {"omega": "tokens", "acceptance_rate": "ratio"}.get(op, "s")
-                rows.append({**base, "key": c.key, "op": op, "value": med, "p25": p25, "p75": p75,
-                             "reps": reps, "unit": unit, "status": "ok"})
-        else:
-            failed += 1
-            rows.append({**base, "key": c.key, "op": "ar" if isinstance(c, ARPoint) else "sd",
-                         "status": res["status"], "detail": res["detail"]})
-        record(rows)
-        measured += 1
-        progress.advance()
-
-    if not writer:
-        _finish_distributed()  # waits for rank 0's fit, comparison and report
-        return RunSummary(float("nan"), float("nan"), measured, skipped, failed, profile_path)
-
-    # 5. engine calibration on the AR steps only, comparison and report
-    from ..perfmodel.engine import engine_to_toml
-    from .check import SD_STEP_QUANTITIES, compare, mape
-    from .engine_fit import calibrate_engine
-    from .fit import model_times
-    from .report import build_report
-
-    assert log is not None and profile is not None and data is not None
-    meas = pd.DataFrame(log.rows)
-    prior = resolve_engine(cfg.engine, ideal=False)
-    calib = calibrate_engine(meas, run_model, profile, cfg.gpus, date=date, device=dname, prior=prior)
-    engine_path = cfg.out / "engine.toml"
-    if calib is None:
-        engine = prior
-        summary_warnings.append("fewer than 2 AR steps measured: the engine is not calibrated "
-                                f"({prior.name} engine used)")
-    else:
-        engine = calib.engine
-        atomic_write_text(engine_path, engine_to_toml(
-            engine, header=f"Written by magicdec-model validate on {date} ({dname})."))
-    comp = compare(meas, run_model, profile, cfg.kv_method, engine)
-    micro_df = _micro_frame(log, profile, data, dtype_bytes, model_times)
-    mic_rows = pd.DataFrame({
-        "stage": "micro", "quantity": micro_df["op"], "batch": micro_df["batch"],
-        "seq_len": micro_df["kv_len"], "kv_budget": 0, "gamma": 0, "acceptance": float("nan"),
-        "gpus": micro_df["gpus"], "predicted": micro_df["predicted"], "measured": micro_df["measured"],
-        "error_percent": (micro_df["predicted"] / micro_df["measured"] - 1) * 100, "unit": "s",
-    })
-    full = pd.concat([comp, mic_rows], ignore_index=True) if len(mic_rows) else comp
-    with atomic_output(cfg.out / "comparison.csv") as tmp:
-        full.to_csv(tmp, index=False)
-    m_ar = mape(comp, ["target_decode"])
-    m_step = mape(comp, SD_STEP_QUANTITIES)
-    m_speed = mape(comp, ["speedup"])
-    assert fit_res is not None
-    lines = [
-        f"Model {arch.name} with {cfg.layers} layer(s), {str(dtype).replace('torch.', '')}, "
-        f"tensor parallel over {cfg.gpus} process(es); device {dname}; attention backend {backend.name}.",
-        f"Fit: {len(data)} microbenchmark points, fit MAPE {fit_res.mape(data):.1f}% (in-sample); "
-        f"not fitted: {', '.join(fit_res.not_fitted) or 'none'}.",
-        (f"Engine: {engine.describe()}; calibrated on {calib.engine.calibration['points']} AR steps "
-         f"(in-sample MAPE {calib.mape_in_sample:.1f}%, {calib.cv_method} {calib.mape_cv:.1f}%)."
-         if calib is not None else f"Engine: {engine.describe()} (not calibrated)."),
-        f"Held-out SD loop: MAPE SD step-time {_pct(m_step)}, MAPE speedup {_pct(m_speed)} "
-        + ("(real greedy acceptance of the checkpoint's weights on random prompts)."
-           if cfg.acceptance is None else f"(acceptance synthetic Bernoulli a={cfg.acceptance:g})."),
-        *summary_warnings,
-    ]
-    build_report(cfg.out / "report.html", micro_df, comp, profile,
-                 f"magicdec-model validate: {arch.name} on {dname}", lines)
-    if dist_on:
-        _finish_distributed()
-    names = ["measurements.csv", "profile.toml"] + (["engine.toml"] if calib is not None else [])
-    files = [cfg.out / n for n in (*names, "comparison.csv", "report.html")]
-    return RunSummary(m_step, m_speed, measured, skipped, failed, profile_path, files, summary_warnings,
-                      mape_ar=m_ar, engine_path=engine_path if calib is not None else None)
-
-
-def _finish_distributed() -> None:
-    import torch.distributed as dist
-
-    dist.barrier()
-    dist.destroy_process_group()
-
-
-def _f(x: Any) -> float:
-    return float(np.asarray(x, dtype=float).reshape(-1)[0])
-
-
-def _attempt(fn: Callable[[], Any], device: Any, raw: bool = False) -> dict:
-    """Run one measurement; out-of-memory and other errors become a status, not a crash."""
-    try:
-        value = fn()
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure of one point is recorded, the run goes on
-        status = "oom" if _is_oom(exc) else "error"
-        _free_memory(device)
-        return {"status": status, "detail": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-                "value": ""}
-    if raw:
-        return {"status": "ok", "value": value, "detail": ""}
-    return {"status": "ok", "value": value.median, "p25": value.p25, "p75": value.p75,
-            "reps": value.reps, "detail": ""}
-
-
-def _micro_rows(log: MeasurementLog) -> list[dict]:
-    return [r for r in log.rows if r["stage"] == "micro" and r["status"] == "ok"]
-
-
-def _fit(log, start, run_model, cfg, dname, date, backend_name):
-    from .fit import FitData, fit_profile, fitted_profile
-
-    rows = _micro_rows(log)
-    data = FitData(
-        op_class=np.asarray([r["op_class"] for r in rows], dtype=object),
-        flops=np.asarray([float(r["flops"]) for r in rows]),
-        bytes=np.asarray([float(r["bytes"]) for r in rows]),
-        comm_bytes=np.asarray([float(r["comm_bytes"] or 0) for r in rows]),
-        gpus=np.asarray([int(r["gpus"]) for r in rows]),
-        measured=np.asarray([float(r["value"]) for r in rows]),
-        dtype_bytes=run_model.dtype_bytes,
-        labels=[r["key"] for r in rows],
-        tokens=np.asarray([float(r["batch"]) * float(r["q"]) if r["op_class"] == "gemm" else 0.0
-                           for r in rows]),
-    )
-    if not len(data):
-        raise InputError(f"no microbenchmark point succeeded (see {log.path}); nothing to fit")
-    res = fit_profile(start, data)
-    import re
-
-    import torch
-
-    slug = re.sub(r"[^a-z0-9]+", "-", dname.lower()).strip("-")[:48]
-    prof = fitted_profile(
-        res, data,
-        name=f"fitted-{slug}",
-        description=f"Fitted by magicdec-model validate on {date} ({dname})",
-        device=dname, date=date,
-        extra_meta={
-            "model": run_model.name, "layers": run_model.num_layers,
-            "dtype_bytes": run_model.dtype_bytes, "gpus": cfg.gpus,
-            "attention_backend": backend_name, "torch": torch.__version__,
-            "start_profile": cfg.start_profile or "measured peaks + generic priors",
-        },
-    )
-    return res, data, prof
-
-
-def _micro_frame(log, profile, data, dtype_bytes, model_times) -> pd.DataFrame:
-    rows = _micro_rows(log)
-    df = pd.DataFrame(rows)
-    for c in ("flops", "bytes", "comm_bytes", "value"):
-        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0.0)
-    for c in ("batch", "q", "kv_len", "gpus"):
-        df[c] = pd.to_numeric(df[c]).astype(int)
-    df["measured"] = df["value"]
-    df["predicted"] = model_times(profile, data)
-    df["dtype_bytes"] = dtype_bytes
-    df["label"] = [f"{o} ({v}) B={b} q={q} kv={k}" for o, v, b, q, k in
-                   zip(df["op"], df["variant"], df["batch"], df["q"], df["kv_len"], strict=True)]
-    return df

@@ -37,15 +37,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+import torch
 
+from ..perfmodel.acceptance import KV_METHODS
+
+if TYPE_CHECKING:  # pragma: no cover
     from .attention import AttentionBackend
     from .decoder import Decoder
     from .kvcache import PagedKVCache
 
 GREEDY = "greedy"
-DRAFT_METHODS = ("streamingllm", "snapkv", "full")
+DRAFT_METHODS = KV_METHODS  # perfmodel's list: the validator builds every one of them
 
 
 @dataclass(frozen=True)
@@ -175,17 +177,15 @@ class GenerationResult:
 def _resolve_backend(
     backend: AttentionBackend | str | None, device: torch.device
 ) -> AttentionBackend:
-    from .attention import AttentionBackend, select_backend
+    from .attention import AUTO, AttentionBackend, get_backend
 
     if isinstance(backend, AttentionBackend):
         return backend
-    return select_backend(backend if backend is not None else "auto", device)
+    return get_backend(backend if backend is not None else AUTO, device)
 
 
 def default_clock(device: torch.device) -> Callable[[], float]:
     """``time.perf_counter`` (s), after ``torch.cuda.synchronize`` when ``device`` is CUDA."""
-    import torch
-
     if device.type == "cuda":
 
         def clock() -> float:
@@ -235,8 +235,6 @@ def autoregressive_generate(
 
     Returns the ``max_new_tokens`` greedy tokens per request (the first comes from the prefill).
     """
-    import torch
-
     be = _resolve_backend(backend, target.device)
     rec = _Recorder(clock or default_clock(target.device), on_step, before_step)
     prompt = prompt.to(target.device)
@@ -267,8 +265,6 @@ def build_draft_cache(
     ``source.captured_queries`` must hold the observation-window queries for SnapKV.  The new
     cache holds the selection plus ``spare`` free slots per request for generated tokens.
     """
-    import torch
-
     from .kvcache import gather_per_head, snapkv_indices, streaming_indices
 
     S = int(full_cache.lens.max())
@@ -304,8 +300,6 @@ def build_draft_cache(
 
 
 def _bernoulli_accepts(gen: torch.Generator, rate: float, batch: int, gamma: int) -> torch.Tensor:
-    import torch
-
     trials = torch.rand(batch, gamma, generator=gen) < rate
     return trials.to(torch.long).cumprod(dim=1).sum(dim=1)
 
@@ -340,8 +334,6 @@ def speculative_generate(
         before_step: called, untimed, before every timed forward step (the validator evicts the
             caches there, so that steps are timed in the cache state their kernels were fitted in).
     """
-    import torch
-
     if gamma < 1:
         raise ValueError("gamma must be >= 1")
     spec = draft_kv or DraftKV()

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -67,8 +69,6 @@ class CacheFlusher:
     """A buffer larger than the last-level cache; :meth:`flush` overwrites it (evicting inputs)."""
 
     def __init__(self, device: Any, nbytes: int) -> None:
-        import torch
-
         self.buf = torch.empty(max(nbytes, 1 << 20) // 4, dtype=torch.float32, device=device)
 
     def flush(self) -> None:
@@ -77,8 +77,6 @@ class CacheFlusher:
 
 def cache_bytes(device: Any) -> int:
     """Bytes of the last-level cache to evict: L2 of a GPU, L3 of the CPU (doubled for margin)."""
-    import torch
-
     device = torch.device(device)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -109,8 +107,6 @@ class Timer:
     """Times zero-argument callables on one device with a :class:`TimerConfig`."""
 
     def __init__(self, device: Any, config: TimerConfig | None = None) -> None:
-        import torch
-
         self.device = torch.device(device)
         self.config = config or TimerConfig()
         self.flusher = (
@@ -150,8 +146,6 @@ class Timer:
         return Timing.of(samples)
 
     def _cuda_events(self, fn: Callable[[], Any]) -> Timing:
-        import torch
-
         cfg = self.config
         for _ in range(cfg.warmup):
             fn()
@@ -173,8 +167,6 @@ class Timer:
         return Timing.of([s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends, strict=True)])
 
     def _cuda_graph(self, fn: Callable[[], Any]) -> Timing:
-        import torch
-
         cfg = self.config
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
@@ -207,8 +199,6 @@ def measure_peaks(device: Any, dtype: Any, timer: Timer | None = None) -> dict[s
     Returns ``peak_flops`` (``dtype``), ``peak_flops_fp32`` and ``mem_bw`` (read + write bytes of
     a large copy per second).  Used as the datasheet of a CPU, which has none in this package.
     """
-    import torch
-
     device = torch.device(device)
     timer = timer or Timer(device, TimerConfig(warmup=1, min_reps=3, max_reps=5, flush_cache=False))
     n = 4096 if device.type == "cuda" else 1024

@@ -22,17 +22,18 @@ forward step (outside any timed kernel region); ``run`` once per layer.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .attention import AttentionBackend
+import torch
+
+from .base import AttentionBackend
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-    from .kvcache import PagedKVCache
+    from ..kvcache import PagedKVCache
 
 SUPPORTED_RANGE = ((0, 6, 13), (0, 8, 0))  # inclusive lower bound, exclusive upper bound
 SUPPORTED_SPEC = "flashinfer-python>=0.6.13,<0.8"
@@ -75,6 +76,19 @@ def import_flashinfer() -> ModuleType:
     return flashinfer
 
 
+def flashinfer_usable(device: torch.device | str) -> bool:
+    """True when FlashInfer can run on ``device``: CUDA, capability >= 7.5, package installed."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    if torch.cuda.get_device_capability(device) < (7, 5):
+        return False
+    try:
+        return importlib.util.find_spec("flashinfer") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def use_tensor_cores_for(group_size: int) -> bool:
     """SGLang's rule: tensor-core decode for GQA groups > 4 or ones the CUDA-core path lacks."""
     return group_size > 4 or group_size not in CUDA_CORE_GROUP_SIZES
@@ -103,8 +117,6 @@ class FlashInferBackend(AttentionBackend):
         kernel_backend: str = "auto",
         allow_non_cuda: bool = False,
     ) -> None:
-        import torch
-
         self.fi = import_flashinfer()
         self.device = torch.device(device)
         if self.device.type != "cuda" and not allow_non_cuda:
@@ -138,8 +150,6 @@ class FlashInferBackend(AttentionBackend):
 
     # ------------------------------------------------------------------- plan
     def plan(self, cache: PagedKVCache, q_len: int, num_qo_heads: int) -> None:
-        import torch
-
         if self.device.type == "cuda" and cache.dtype not in (torch.float16, torch.bfloat16):
             raise ValueError(f"FlashInfer attention needs fp16 or bf16 caches, not {cache.dtype}")
         pt = cache.page_table()

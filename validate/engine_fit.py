@@ -5,14 +5,13 @@ AR steps calibrate the engine (:func:`perfmodel.calibrate.calibrate`), on top of
 profile fitted to the microbenchmarks; the draft and verify steps and the SD speedup are then
 predicted with that engine and compared with what was measured (held out, :mod:`.check`).
 
-The free engine terms are the host time per step and per sequence and, last in the order of
-preference, the GEMM bandwidth efficiency of the whole step in place (an ``[efficiency]``
-override on the fitted profile; chosen only where the AR steps determine it apart from the host
-terms, or where those are not determined and leave it their place: see
-:func:`perfmodel.calibrate.calibrate`).  The other kernel efficiencies come from the
-microbenchmark fit, and the per-kernel cost is the fitted profile's ``kernel_fixed_s``
-(each microbenchmark times one decoder op, dispatch included), so ``launch_s`` stays 0.  The
-SD-loop bookkeeping per round is not in AR data: it keeps the prior engine's value and is
+The free engine terms are the host time per step and per sequence; the kernel efficiencies come
+from the microbenchmark fit (an in-situ GEMM bandwidth fitted to the AR steps was tried and
+dropped: on a CPU whose GEMMs run at half the bandwidth from 4 rows on, the 1-2-row AR steps
+carried their efficiency over to the 4-16-row verify steps and made those worse), and the
+per-kernel cost is the fitted profile's ``kernel_fixed_s`` (each microbenchmark times one decoder
+op, dispatch included), so ``launch_s`` stays 0.  The SD-loop bookkeeping per round is not in AR
+data: it keeps the prior engine's value and is
 compared with the measured ``sd_loop`` as a held-out quantity.
 """
 
@@ -29,7 +28,7 @@ from ..perfmodel.errors import InputError
 from ..perfmodel.hardware import HardwareProfile
 
 #: Engine terms validate fits to its AR steps.
-ENGINE_CANDIDATES = ("host_step_s", "host_per_seq_s", "gemm_bw")
+ENGINE_CANDIDATES = ("host_step_s", "host_per_seq_s")
 
 
 def calibrate_engine(measurements: pd.DataFrame, run_model: ModelArch, profile: HardwareProfile,

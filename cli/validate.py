@@ -58,6 +58,7 @@ ValGpus = Annotated[int, typer.Option("--gpus", help="Tensor-parallel processes 
 
 @guard
 def validate_cmd(
+    ctx: typer.Context,
     device: Device = "cpu",
     model: ValModel = "llama-68m",
     layers: Layers = 2,
@@ -95,7 +96,7 @@ def validate_cmd(
     )
     check_config(cfg)
     if gpus > 1 and "WORLD_SIZE" not in os.environ:
-        raise typer.Exit(_launch_torchrun(gpus))
+        raise typer.Exit(_launch_torchrun(gpus, ctx))
     run_config(cfg)
 
 
@@ -152,11 +153,30 @@ def run_config(cfg) -> None:
 TORCHRUN_MODULE = "magicdec_model.cli.main"
 
 
-def _launch_torchrun(gpus: int) -> int:
+def _given_flags(ctx: typer.Context) -> list[str]:
+    """The flags the user gave this command, rebuilt from its context (not ``sys.argv``, which
+    is another program's when the command is invoked in-process)."""
+    flags: list[str] = []
+    for p in ctx.command.params:
+        if p.param_type_name != "option" or p.name not in ctx.params:
+            continue
+        source = ctx.get_parameter_source(p.name)
+        if source is not None and source.name in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        value = ctx.params[p.name]
+        if getattr(p, "is_flag", False):
+            if value:
+                flags.append(p.opts[0])
+            elif p.secondary_opts:
+                flags.append(p.secondary_opts[0])
+        elif value is not None:
+            flags += [p.opts[0], str(value)]
+    return flags
+
+
+def _launch_torchrun(gpus: int, ctx: typer.Context) -> int:
     """Re-run this command under ``torchrun --standalone --nproc_per_node=N``; its exit code."""
-    args = sys.argv[1:]
-    if args and args[0] == "validate":
-        args = args[1:]
+    args = _given_flags(ctx)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
            "-m", TORCHRUN_MODULE, "validate", *args]
     try:

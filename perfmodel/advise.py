@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .acceptance import BUDGET_KV_METHODS
 from .architecture import builtin_model, builtin_model_names, get_model, tokenizer_family
 from .errors import InputError
 from .intervals import LEVEL
@@ -56,7 +57,7 @@ def candidates(target_name: str, gpus: int, seq_len: int) -> tuple[list[Strategy
     target = get_model(target_name)
     skipped: list[str] = []
     out: list[Strategy] = []
-    for method in ("streamingllm", "snapkv"):
+    for method in BUDGET_KV_METHODS:
         out.extend(Strategy("self", method, b) for b in BUDGETS if b < seq_len)
     too_big = [str(b) for b in BUDGETS if b >= seq_len]
     if too_big:

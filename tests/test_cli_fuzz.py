@@ -170,6 +170,8 @@ def no_kernels(monkeypatch):
         vrun.check_memory(cfg, arch, 4, capacity(torch.device(cfg.device)))
 
     monkeypatch.setattr(cli_validate, "run_config", checks_only)
+    # --gpus N > 1 would start torchrun, whose ranks run the kernels: the checks above ran first
+    monkeypatch.setattr(cli_validate, "_launch_torchrun", lambda gpus, ctx: 0)
 
 
 _counter = itertools.count()

@@ -29,8 +29,12 @@ def run(tmp_path_factory):
 @pytest.mark.timeout(400)  # the validate subprocess has 300 s of its own; ~15 s when quiet
 def test_validate_writes_all_files_and_ends_with_the_mape_line(run):
     out, res = run
-    for name in ("measurements.csv", "profile.toml", "engine.toml", "comparison.csv", "report.html"):
+    for name in ("measurements.csv", "profile.toml", "comparison.csv", "report.html"):
         assert (out / name).stat().st_size > 0, name
+    # engine.toml when the AR steps determine an engine term; else the run says so.  On a CPU the
+    # validator's host cost is ~0 and the 2 AR steps here determine it only about as well as the
+    # prior knows it, so either outcome is legitimate (docs/validation.md)
+    assert (out / "engine.toml").is_file() or "the engine is not calibrated" in res.stderr
     last = res.stdout.strip().splitlines()[-1]
     assert last.startswith("MAPE AR (fit): ")
     assert "  MAPE SD step-time (held out): " in last and "  MAPE SD speedup (held out): " in last
@@ -196,19 +200,33 @@ def test_validate_without_torch_is_a_one_line_error(monkeypatch, tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_engine_flag_is_the_calibration_prior(run, tmp_path):
-    """``--engine`` sets the prior of the AR calibration: a term the AR steps cannot determine
-    (the SD-loop bookkeeping per round) keeps the prior's value.  The values are those the engine
-    files declare: generic 0.5 ms (generic.toml), cuda-graph 0 by definition (cuda-graph.toml)."""
+    """``--engine`` sets the prior of the AR calibration: the SD-loop bookkeeping per round, which
+    AR steps cannot determine, keeps the prior's value, and the held-out sd_loop rows predict it
+    (calibrated or not).  generic.toml declares 0.5 ms; the prior here is generic.toml with 0.25."""
     import shutil
+    from importlib import resources
 
     out, _ = run
-    default = tomllib.loads((out / "engine.toml").read_text())
-    assert default["terms"]["sd_iteration_s"] == pytest.approx(0.5e-3)
+
+    def sd_loop_predicted(folder) -> set[float]:
+        comp = pd.read_csv(folder / "comparison.csv")
+        return set(comp.loc[comp["quantity"] == "sd_loop", "predicted"].round(9))
+
+    assert sd_loop_predicted(out) == {0.5e-3}
+    text = resources.files("magicdec_model.perfmodel").joinpath("data/engines/generic.toml").read_text()
+    assert "sd_iteration_s = 0.5e-3" in text
+    prior = tmp_path / "my-prior.toml"
+    prior.write_text(text.replace("sd_iteration_s = 0.5e-3", "sd_iteration_s = 0.25e-3", 1)
+                     .replace('name = "generic"', 'name = "my-prior"', 1))
     copy = tmp_path / "cpu"
     shutil.copytree(out, copy)
-    res = subprocess.run([*CLI, "validate", *TINY, "--out", str(copy), "--resume", "--engine", "cuda-graph"],
+    res = subprocess.run([*CLI, "validate", *TINY, "--out", str(copy), "--resume", "--engine", str(prior)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "measured 0 point(s)" in res.stdout + res.stderr  # the measurements were reused
-    doc = tomllib.loads((copy / "engine.toml").read_text())
-    assert doc["terms"]["sd_iteration_s"] == 0.0
+    assert sd_loop_predicted(copy) == {0.25e-3}
+    if (copy / "engine.toml").exists():
+        doc = tomllib.loads((copy / "engine.toml").read_text())
+        assert doc["terms"]["sd_iteration_s"] == pytest.approx(0.25e-3)
+    else:  # not calibrated: an earlier run's engine.toml must not stay behind
+        assert "the engine is not calibrated" in res.stderr

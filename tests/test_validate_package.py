@@ -107,3 +107,30 @@ def test_every_exported_name_resolves():
     for package in (v, a):
         for name in package.__all__:
             assert getattr(package, name) is not None, f"{package.__name__}.{name}"
+
+
+@pytest.mark.unit
+def test_torchrun_is_given_the_users_flags_not_the_callers_argv(monkeypatch, tmp_path):
+    """``--gpus 2`` re-runs the command under torchrun with the flags the user gave (rebuilt from
+    the click context): invoked in-process, ``sys.argv`` is the caller's (here pytest's)."""
+    from typer.testing import CliRunner
+
+    import magicdec_model.cli.validate as cli_validate
+    from magicdec_model.cli.main import app
+
+    seen = []
+    monkeypatch.setattr(cli_validate.subprocess, "call", lambda cmd: seen.append(cmd) or 0)
+    monkeypatch.setattr(sys, "argv", ["pytest", "-q", "-p", "no:cacheprovider"])
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    out = tmp_path / "r"
+    res = CliRunner().invoke(app, ["validate", "--gpus", "2", "--layers", "1", "--batch", "1,2",
+                                   "--resume", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    (cmd,) = seen
+    rank_args = cmd[cmd.index("validate") + 1:]
+    assert "-q" not in rank_args and "no:cacheprovider" not in rank_args
+    assert rank_args.count("--resume") == 1
+    rest = [a for a in rank_args if a != "--resume"]
+    pairs = dict(zip(rest[::2], rest[1::2], strict=True))
+    assert pairs == {"--gpus": "2", "--layers": "1", "--batch": "1,2", "--out": str(out)}
+    assert "--nproc_per_node=2" in cmd

@@ -346,6 +346,9 @@ def calibrate(ctx: RunContext) -> None:
         ctx.engine = prior
         ctx.warnings.append("the engine is not calibrated: fewer than 2 AR steps measured, or they "
                             f"determine no engine term ({prior.name} engine used)")
+        if ctx.engine_path.exists():  # an earlier run's engine would no longer match this folder
+            ctx.engine_path.unlink()
+            ctx.warnings.append(f"removed {ctx.engine_path}: an earlier run's engine")
         return
     ctx.engine = calib.engine
     atomic_write_text(ctx.engine_path, engine_to_toml(
@@ -414,8 +417,11 @@ def run_stages(cfg: ValidateConfig, progress: Progress | None, warn: Callable[[s
     progress = progress or Progress()
     warn = warn or (lambda msg: warnings.warn(msg, stacklevel=2))
     ctx = setup(cfg, progress, warn, lock)
+    said = len(ctx.warnings)  # setup has already shown its notes
     for stage in STAGES:
         stage(ctx)
+    for msg in ctx.warnings[said:]:
+        warn(msg)
     if not ctx.writer:
         finish()  # waits for rank 0's fit, comparison and report
         return RunSummary(float("nan"), float("nan"), ctx.measured, ctx.skipped, ctx.failed,

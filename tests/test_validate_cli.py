@@ -230,3 +230,20 @@ def test_engine_flag_is_the_calibration_prior(run, tmp_path):
         assert doc["terms"]["sd_iteration_s"] == pytest.approx(0.25e-3)
     else:  # not calibrated: an earlier run's engine.toml must not stay behind
         assert "the engine is not calibrated" in res.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_two_rank_validate_through_torchrun(tmp_path):
+    """``--gpus 2`` on the CPU: the CLI starts torchrun (gloo), each rank gets the user's flags,
+    rank 0 writes the files, every microbenchmark and check row is a 2-GPU one."""
+    out = tmp_path / "tp2"
+    res = subprocess.run([*CLI, "validate", *TINY, "--new-tokens", "4", "--gpus", "2", "--out", str(out)],
+                         capture_output=True, text=True, timeout=360)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1].startswith("MAPE AR (fit): ")
+    meas = pd.read_csv(out / "measurements.csv")
+    rows = meas[meas["stage"].isin(["micro", "check"])]
+    assert len(rows) > 0 and set(rows["gpus"]) == {2}
+    assert "allreduce_attn" in set(meas["op"])  # the all-reduce microbenchmark needs two ranks

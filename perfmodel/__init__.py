@@ -11,8 +11,7 @@ The names below load their module on first use, so importing one light module of
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy_exports import module_getattr
 
 _EXPORTS = {
     "ModelArch": "architecture",
@@ -32,8 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = module_getattr(__name__, _EXPORTS)

@@ -11,8 +11,7 @@ rank), ``weights`` and ``rotary``.  See docs/validate.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..perfmodel.lazy_exports import module_getattr
 
 _EXPORTS = {
     "Decoder": "decoder",
@@ -41,8 +40,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = module_getattr(__name__, _EXPORTS)

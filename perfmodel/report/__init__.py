@@ -26,8 +26,9 @@ package) does not import plotly.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import module_getattr
 
 _EXPORTS = {
     "Grid": "grid",
@@ -97,11 +98,7 @@ if TYPE_CHECKING:
     from .grid import Grid, best_table, inputs_table, speedup_range, to_grid
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = module_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

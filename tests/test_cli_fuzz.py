@@ -220,6 +220,7 @@ def test_generated_arguments_exit_0_or_2_without_traceback_or_partial_files(args
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # 1,000 CLI invocations: ~30 s alone, over 60 s seen when the draw is heavy
 @pytest.mark.usefixtures("no_kernels")
 @settings(max_examples=1000, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

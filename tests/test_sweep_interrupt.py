@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from child_signals import default_sigint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,15 +33,9 @@ def _partials(folder: Path) -> list[Path]:
 HUGE = [*BIG[:2], "--seq-len", ",".join(map(str, range(250, 100_001, 250))), *BIG[4:]]
 
 
-def _default_sigint() -> None:
-    """A child of a background job inherits SIGINT ignored (POSIX), and Python then never raises
-    KeyboardInterrupt: give the sweep the disposition of a foreground terminal, as a user has."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start(target: Path, grid: list[str] = BIG) -> subprocess.Popen:
     return subprocess.Popen([*CLI, "sweep", "--out", str(target), *grid], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 def _wait_mid_write(proc: subprocess.Popen, folder: Path) -> None:

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from child_signals import default_sigint
 
 ARGS = ["--device", "cpu", "--model", "llama-68m", "--layers", "1", "--batch", "1",
         "--seq-len", "128,256", "--kv-budget", "32", "--gamma", "2", "--new-tokens", "8",
@@ -28,7 +29,8 @@ def _rows(path: Path) -> list[dict]:
 
 def _start(out: Path, *extra: str) -> subprocess.Popen:
     cmd = [*VALIDATE, *ARGS, "--out", str(out), *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
 
 
 def _interrupt_after(proc: subprocess.Popen, csv_path: Path, rows: int, sig: int) -> None:

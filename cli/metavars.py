@@ -94,7 +94,9 @@ def value_kind(param: Any) -> str:
 
 
 def metavar(command: str, param: Any) -> str | None:
-    """The metavar of ``param`` (a click option) in ``command``; None for flags and arguments."""
+    """The metavar of ``param`` (a click option or argument) in ``command``; None for flags."""
+    if getattr(param, "param_type_name", "") == "argument":
+        return str(param.name).upper()
     if getattr(param, "param_type_name", "") != "option" or getattr(param, "is_flag", False):
         return None
     flag = next((o for o in param.opts if o.startswith("--")), None)
@@ -112,6 +114,9 @@ def apply_metavars(command: Any, name: str | None = None) -> None:
         for sub_name, sub in subcommands.items():
             apply_metavars(sub, sub_name)
     for param in command.params:
+        if getattr(param, "param_type_name", "") == "argument" and hasattr(param, "display_type_rich"):
+            # typer prints an argument's Python type after its name ('NAME <str>'): the name says it
+            param.display_type_rich = lambda ctx=None: None
         if getattr(param, "metavar", None) is None:
             mv = metavar(name or command.name or "", param)
             if mv is not None:

@@ -104,8 +104,9 @@ def hardware_list() -> None:
 @guard
 def hardware_show(
     name: str = typer.Argument(..., help="Profile name or .toml path."),
-    as_toml: bool = typer.Option(False, "--toml", help="Print the profile as TOML, to edit into your "
-                                 "own (hardware show h100-sxm --toml > my-gpu.toml; --hardware my-gpu.toml)."),
+    as_toml: bool = typer.Option(False, "--toml", help="Print the profile as TOML, to edit into "
+                                 "your own: hardware show h100-sxm --toml > my-gpu.toml, then "
+                                 "--hardware my-gpu.toml."),
 ) -> None:
     """Show one profile: datasheet, efficiencies and where each value came from."""
     from magicdec_model.perfmodel.hardware import load_profile

@@ -548,7 +548,8 @@ def _closest_ids(spec: str, hf_ids: dict[str, str]) -> str:
 
 def _looks_like_hf_id(spec: str) -> bool:
     """'org/name' (one slash, no file suffix, not a relative or absolute path)."""
-    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", spec) is not None and not spec.endswith(".json")
+    one_slash = re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", spec) is not None
+    return one_slash and not spec.endswith(".json")
 
 
 def tokenizer_family(arch: ModelArch) -> str:

@@ -136,11 +136,13 @@ def test_config_flags_and_required_options(tmp_path):
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert text.count("\n") == 1 + 4  # header + 2 x 2 points (gamma auto: one row each)
-    import pandas as pd
-
-    df = pd.read_csv(out)
-    assert df["ideal"].all() if "ideal" in df else True
-    assert sorted(df["batch"].unique()) == [1, 2]
+    typed = tmp_path / "typed.csv"
+    result = invoke(["sweep", "--out", str(typed), "--batch", "1,2", "--seq-len", "1000,2000", "--ideal"])
+    assert result.exit_code == 0, result.output
+    assert typed.read_text() == text
+    not_ideal = tmp_path / "not-ideal.csv"
+    invoke(["sweep", "--out", str(not_ideal), "--batch", "1,2", "--seq-len", "1000,2000"])
+    assert not_ideal.read_text() != text  # so the flag from the file did take effect
 
 
 @pytest.mark.unit

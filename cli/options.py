@@ -101,7 +101,8 @@ def _short(text: str, n: int = 60) -> str:
 
 
 Model = Annotated[
-    str, typer.Option("--model", "-m", help="Target: registry name or path to a config.json.")
+    str, typer.Option("--model", "-m", help="Target: registry name or Hugging Face id (any case), "
+                      "or path to a config.json.")
 ]
 DraftOpt = Annotated[
     str, typer.Option("--draft", help="'self' (target with a budget KV), a registry draft model, "

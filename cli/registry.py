@@ -62,7 +62,9 @@ def _windows_line(m: ModelArch) -> str:
 
 @models_app.command("show")
 @guard
-def models_show(name: str = typer.Argument(..., help="Registry name or config.json path.")) -> None:
+def models_show(
+    name: str = typer.Argument(..., help="Registry name or Hugging Face id (any case), or config.json path."),
+) -> None:
     """Show one model's architecture record and derived sizes."""
     from magicdec_model.perfmodel.architecture import get_model
     m = get_model(name)

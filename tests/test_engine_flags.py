@@ -99,8 +99,11 @@ def test_advise_prints_the_recommendation_flags():
     text = runner.invoke(app, args)
     assert text.exit_code == 0, text.output
     assert "engine flags" in text.output
-    assert "vllm serve meta-llama/Llama-3.1-8B --tensor-parallel-size 8 --speculative-config" in text.output
-    assert "python -m sglang.launch_server --model-path meta-llama/Llama-3.1-8B --tp-size 8" in text.output
+    assert "vllm serve meta-llama/Llama-3.1-8B --tensor-parallel-size 8 \\\n" in text.output
+    assert "--speculative-config '{" in text.output
+    assert "python -m sglang.launch_server --model-path meta-llama/Llama-3.1-8B \\\n" in text.output
+    assert "--tp-size 8" in text.output
+    assert max(len(line) for line in text.output.splitlines()) <= 80
     doc = json.loads(runner.invoke(app, [*args, "--format", "json"]).output)
     recs = doc["engine_commands"]
     top = next(c for c in doc["candidates"] if c["rank"] == 1)
@@ -112,3 +115,26 @@ def test_advise_prints_the_recommendation_flags():
     # where the top candidate is not run as modelled, a runnable one follows
     if not any(c["runs_as_modelled"] for c in recs[0]["commands"]):
         assert len(recs) == 2 and any(c["runs_as_modelled"] for c in recs[1]["commands"])
+
+
+def _pasted(lines: list[str]) -> list[str]:
+    """What a POSIX shell passes the program for these lines (a backslash-newline joins lines)."""
+    return shlex.split("\n".join(lines).replace("\\\n", " "))
+
+
+@pytest.mark.parametrize("draft, kv, gpus", [("llama-3.2-1b", "full", 8), ("eagle", "full", 1),
+                                              ("ngram", "full", 4096), ("mtp", "full", 2)])
+def test_printed_commands_fit_80_columns_and_paste_back(draft, kv, gpus):
+    from magicdec_model.cli.engine_commands import command_lines
+
+    arch = get_model(draft) if draft.startswith("llama") else None
+    for cmd in engine_commands(get_model("llama-3.1-405b"), draft, kv, 16, gpus, arch):
+        lines = command_lines(cmd.argv)
+        assert max(len(line) for line in lines) <= 80, lines
+        pasted = _pasted(lines)
+        assert len(pasted) == len(cmd.argv)
+        for got, want in zip(pasted, cmd.argv, strict=True):
+            if want.startswith("{"):
+                assert json.loads(got) == json.loads(want)  # line breaks inside the JSON are whitespace
+            else:
+                assert got == want

@@ -161,7 +161,7 @@ def _given_flags(ctx: typer.Context) -> list[str]:
         if p.param_type_name != "option" or p.name not in ctx.params:
             continue
         source = ctx.get_parameter_source(p.name)
-        if source is not None and source.name in ("DEFAULT", "DEFAULT_MAP"):
+        if source is not None and source.name == "DEFAULT":  # a --config file's values do go on
             continue
         value = ctx.params[p.name]
         if getattr(p, "is_flag", False):

@@ -287,3 +287,21 @@ def test_hardware_show_toml_is_editable(tmp_path):
     path.write_text(edited)
     p = load_profile(str(path))
     assert p.name == "mine" and p.datasheet["mem_bw"] == 4.8e12
+
+
+@pytest.mark.unit
+def test_validate_passes_config_values_to_its_torchrun_ranks(tmp_path, monkeypatch):
+    # validate --gpus N re-runs itself under torchrun: the file's values must reach the ranks
+    pytest.importorskip("torch")
+    import magicdec_model.cli.validate as validate_cli
+
+    calls = []
+    monkeypatch.setattr(validate_cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    cfg = _write(tmp_path, 'batch = [1, 2]\nseq-len = 256\nkv-budget = 64\nnew_tokens = 8\n')
+    result = invoke(["validate", "--config", cfg, "--gpus", "2", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    argv = calls[0][calls[0].index("validate") + 1:]
+    flags = dict(zip(argv[::2], argv[1::2], strict=True))
+    assert flags["--batch"] == "1,2" and flags["--seq-len"] == "256" and flags["--kv-budget"] == "64"
+    assert flags["--new-tokens"] == "8" and flags["--gpus"] == "2"

@@ -82,6 +82,16 @@ def test_completion_protocol_completes_commands_and_flags():
     assert set(complete("magicdec-model predict --kv", 2)) == {"--kv-budget", "--kv-method", "--kv-dtype"}
     assert complete("magicdec-model predict --conf", 2) == ["--config"]
     assert set(complete("magicdec-model hardware ", 2)) == {"list", "show"}
+    # flag values: registry models by name or Hugging Face id, drafts, hardware, engines
+    assert complete("magicdec-model predict --model llama-3.1-", 3) == [
+        "llama-3.1-405b", "llama-3.1-70b", "llama-3.1-8b"]
+    assert complete("magicdec-model predict --model meta-llama/Llama-3.2", 3) == [
+        "meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-3B"]
+    assert complete("magicdec-model predict --draft e", 3) == ["eagle"]
+    assert complete("magicdec-model advise --hardware h100", 3) == ["h100-pcie", "h100-sxm"]
+    assert complete("magicdec-model predict --engine vllm", 3) == ["vllm-h100"]
+    assert complete("magicdec-model validate --model llama-6", 3) == ["llama-68m"]
+    assert complete("magicdec-model predict --model ./my/config.js", 3) == []  # the shell completes files
 
 
 @pytest.mark.e2e

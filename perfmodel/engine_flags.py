@@ -28,6 +28,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from .acceptance import BUDGET_KV_METHODS
 from .architecture import ModelArch
 
 #: the documentation each rule above was taken from
@@ -42,7 +43,7 @@ ENGINES = ("vllm", "sglang")
 EAGLE_HEAD = "EAGLE_HEAD_ID"
 
 #: draft KV methods that keep a budget of the context (no engine runs these)
-SPARSE_KV = ("streamingllm", "snapkv")
+SPARSE_KV = BUDGET_KV_METHODS
 
 
 @dataclass(frozen=True)

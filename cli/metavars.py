@@ -68,7 +68,6 @@ BY_COMMAND: dict[tuple[str, str], str] = {
     ("validate", "--gamma"): INTS,
     ("validate", "--gpus"): "INTEGER",
     ("validate", "--out"): "DIR",
-    ("validate", "--model"): "NAME|CONFIG.JSON",
 }
 
 #: metavar by click type name, for flags in neither table

@@ -28,7 +28,8 @@ Examples:
 
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 KvMethod = Annotated[str, typer.Option("--kv-method", help="Self-draft KV: streamingllm or snapkv.")]
-ValModel = Annotated[str, typer.Option("--model", "-m", help="Target: registry name or config.json path.",
+ValModel = Annotated[str, typer.Option("--model", "-m", help="Target: registry name or Hugging Face id, or "
+                                       "config.json path.",
                                        autocompletion=complete_model)]
 Layers = Annotated[int, typer.Option("--layers", help="Decoder layers to build and time (a slice).")]
 ValGamma = Annotated[str, typer.Option("--gamma", help="Speculation length(s) 1..16, comma-separated.")]

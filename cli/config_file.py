@@ -12,6 +12,7 @@ exit code 2, before anything runs.
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 from typing import Annotated, Any
 
@@ -86,9 +87,9 @@ def coerce(key: str, value: Any, param: Any, where: str) -> Any:
             return value
         raise InputError(bad + f"an integer ({flag})")
     if kind == "float":
-        if _scalar(value) and not isinstance(value, str):
+        if _scalar(value) and not isinstance(value, str) and math.isfinite(value):
             return float(value)
-        raise InputError(bad + f"a number ({flag})")
+        raise InputError(bad + f"a finite number ({flag})")
     if _scalar(value):
         return str(value)
     if isinstance(value, list) and value and all(_scalar(v) for v in value):
@@ -114,7 +115,7 @@ def defaults_from(doc: dict[str, Any], command: Any, where: str, path: str = "")
                              f"{closest(norm, params)}; allowed: the long flag names of '{path} --help', "
                              f"with dashes or underscores")
         if norm in seen:
-            raise InputError(f"{where}: {key!r} and {seen[norm]!r} set the same flag --{norm}; "
+            raise InputError(f"{where}: {_short(key)} and {_short(seen[norm])} set the same flag --{norm}; "
                              f"allowed: one of them")
         seen[norm] = key
         out[param.name] = coerce(key, value, param, where)

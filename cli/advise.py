@@ -103,6 +103,10 @@ def _print(adv: Advice, top: int, engine: str | None) -> None:
         console.print(line, style="dim", markup=False)
     color = "yellow" if adv.uncertain else ("" if adv.worth_it else "red")
     console.print(adv.verdict, style=f"bold {color}".strip(), markup=False)
+    if adv.worth_it:
+        from . import engine_commands
+        for line in engine_commands.lines(engine_commands.for_advice(df, first["model"], first["gpus"])):
+            console.print(line, markup=False, soft_wrap=True)
 
 
 @guard
@@ -152,6 +156,10 @@ def advise_cmd(
             "notes": adv.notes,
             "candidates": json.loads(adv.ranking[cols].to_json(orient="records")),
         }
+        if adv.worth_it:
+            from . import engine_commands
+            doc["engine_commands"] = engine_commands.as_json(
+                engine_commands.for_advice(adv.ranking, model, _one(gpus, "--gpus")))
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:

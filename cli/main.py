@@ -2,27 +2,64 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
 
 from .advise import ADVISE_EPILOG, advise_cmd
 from .breakdown import breakdown_cmd
 from .calibrate import CALIBRATE_EPILOG, calibrate_cmd
 from .compare import compare_cmd
+from .config_file import add_config_option
 from .exits import Group
+from .metavars import apply_metavars
 from .predict import PREDICT_EPILOG, predict_cmd, sweep_cmd
 from .registry import engines_app, hardware_app, models_app
 from .report import REPORT_EPILOG, report_cmd
 from .validate import VALIDATE_EPILOG, validate_cmd
 
+
+class App(Group):
+    """The app's group: every command gets ``--config`` (:mod:`.config_file`) and typed metavars
+    in its help (:mod:`.metavars`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, command in self.commands.items():
+            add_config_option(command)
+            apply_metavars(command, name)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"magicdec-model {version('magicdec-model')}")
+        except PackageNotFoundError:  # pragma: no cover - run from a source tree, not installed
+            typer.echo("magicdec-model (not installed: version unknown)")
+        raise typer.Exit(0)
+
+
 app = typer.Typer(
     name="magicdec-model",
     help="Performance model and validator for speculative decoding with sparse-KV drafts.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    cls=Group,
+    cls=App,
 )
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Performance model and validator for speculative decoding with sparse-KV drafts."""
+
 app.command("predict", epilog=PREDICT_EPILOG)(predict_cmd)
 app.command("sweep")(sweep_cmd)
 app.command("breakdown")(breakdown_cmd)

@@ -11,6 +11,8 @@ import typer
 from magicdec_model.perfmodel.errors import InputError
 from magicdec_model.perfmodel.inputs import MAX_LIST, parse_float, parse_int, parse_int_list
 
+from .completion import complete_draft, complete_engine, complete_hardware, complete_model
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -101,11 +103,13 @@ def _short(text: str, n: int = 60) -> str:
 
 
 Model = Annotated[
-    str, typer.Option("--model", "-m", help="Target: registry name or path to a config.json.")
+    str, typer.Option("--model", "-m", help="Target: registry name or Hugging Face id (any case), "
+                      "or path to a config.json.", autocompletion=complete_model)
 ]
 DraftOpt = Annotated[
     str, typer.Option("--draft", help="'self' (target with a budget KV), a registry draft model, "
-                      "'eagle' (an EAGLE head), 'mtp' (the model's MTP module) or 'ngram'.")
+                      "'eagle' (an EAGLE head), 'mtp' (the model's MTP module) or 'ngram'.",
+                      autocompletion=complete_draft)
 ]
 KvBudget = Annotated[
     str, typer.Option("--kv-budget", help="Draft KV budget(s) in tokens, comma-separated.")
@@ -115,7 +119,8 @@ KvMethod = Annotated[
                       "for self and model drafts, full for EAGLE/MTP heads).")
 ]
 Hardware = Annotated[
-    str, typer.Option("--hardware", help="Profile name (see 'hardware list') or a .toml path.")
+    str, typer.Option("--hardware", help="Profile name (see 'hardware list') or a .toml path.",
+                      autocompletion=complete_hardware)
 ]
 Gpus = Annotated[str, typer.Option("--gpus", help="Tensor-parallel GPU count(s), comma-separated.")]
 Batch = Annotated[str, typer.Option("--batch", help="Batch size(s), comma-separated.")]
@@ -137,7 +142,7 @@ Ideal = Annotated[
 EngineOpt = Annotated[
     str | None,
     typer.Option("--engine", help="Serving-engine profile: name (see 'engines list') or a .toml from "
-                 "'calibrate'; default: generic."),
+                 "'calibrate'; default: generic.", autocompletion=complete_engine),
 ]
 WeightDtype = Annotated[
     str, typer.Option("--weight-dtype", help="Weights: native (the checkpoint's), bf16, fp16, fp8, "

@@ -49,7 +49,7 @@ Examples:
       --seq-len 8000,32000,100000 --acceptance 0.8 --gamma auto
   magicdec-model predict --model llama-2-7b-32k --draft tinyllama-1.1b \\
       --kv-budget 512 --gpus 8 --batch 32 --seq-len 8k,32k --format json
-  magicdec-model predict --model path/to/config.json --hardware my-gpu.toml \\
+  magicdec-model predict --model meta-llama/Llama-3.1-8B --hardware h100-sxm \\
       --batch 64 --seq-len 32k --ideal
   magicdec-model predict --model llama-3.1-8b --hardware h100-sxm --engine vllm-h100 \\
       --draft eagle --accept-len 2.4 --gamma 3 --batch 1,8,64

@@ -62,7 +62,9 @@ def _windows_line(m: ModelArch) -> str:
 
 @models_app.command("show")
 @guard
-def models_show(name: str = typer.Argument(..., help="Registry name or config.json path.")) -> None:
+def models_show(
+    name: str = typer.Argument(..., help="Registry name or Hugging Face id (any case), or config.json path."),
+) -> None:
     """Show one model's architecture record and derived sizes."""
     from magicdec_model.perfmodel.architecture import get_model
     m = get_model(name)
@@ -102,10 +104,22 @@ def hardware_list() -> None:
 
 @hardware_app.command("show")
 @guard
-def hardware_show(name: str = typer.Argument(..., help="Profile name or .toml path.")) -> None:
+def hardware_show(
+    name: str = typer.Argument(..., help="Profile name or .toml path."),
+    as_toml: bool = typer.Option(False, "--toml", help="Print the profile as TOML, to edit into "
+                                 "your own: hardware show h100-sxm --toml > my-gpu.toml, then "
+                                 "--hardware my-gpu.toml."),
+) -> None:
     """Show one profile: datasheet, efficiencies and where each value came from."""
     from magicdec_model.perfmodel.hardware import load_profile
     p = load_profile(name)
+    if as_toml:
+        from magicdec_model.perfmodel.hardware import profile_to_toml
+
+        typer.echo(f"# {p.name} as 'magicdec-model hardware show --toml' printed it: edit the name and "
+                   f"values, then pass\n# this file to --hardware. SI units: FLOP/s, bytes/s, bytes, "
+                   f"seconds; efficiencies are fractions.\n" + profile_to_toml(p), nl=False)
+        return
     typer.echo(f"{p.name}: {p.description}")
     for title, values in (("datasheet", p.datasheet), ("efficiency", p.efficiency)):
         typer.echo(f"[{title}]")

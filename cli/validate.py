@@ -12,6 +12,7 @@ import typer
 
 from magicdec_model.perfmodel.inputs import parse_int_list
 
+from .completion import complete_model
 from .options import Batch, EngineOpt, KvBudget, SeqLen, guard, int_list
 
 VALIDATE_EPILOG = """\
@@ -27,7 +28,9 @@ Examples:
 
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 KvMethod = Annotated[str, typer.Option("--kv-method", help="Self-draft KV: streamingllm or snapkv.")]
-ValModel = Annotated[str, typer.Option("--model", "-m", help="Target: registry name or config.json path.")]
+ValModel = Annotated[str, typer.Option("--model", "-m", help="Target: registry name or Hugging Face id, or "
+                                       "config.json path.",
+                                       autocompletion=complete_model)]
 Layers = Annotated[int, typer.Option("--layers", help="Decoder layers to build and time (a slice).")]
 ValGamma = Annotated[str, typer.Option("--gamma", help="Speculation length(s) 1..16, comma-separated.")]
 ValAcceptance = Annotated[
@@ -161,7 +164,7 @@ def _given_flags(ctx: typer.Context) -> list[str]:
         if p.param_type_name != "option" or p.name not in ctx.params:
             continue
         source = ctx.get_parameter_source(p.name)
-        if source is not None and source.name in ("DEFAULT", "DEFAULT_MAP"):
+        if source is not None and source.name == "DEFAULT":  # a --config file's values do go on
             continue
         value = ctx.params[p.name]
         if getattr(p, "is_flag", False):

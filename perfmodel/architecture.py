@@ -16,6 +16,7 @@ expert, the embedding table and an untied LM head.  Vision towers of multimodal 
 from __future__ import annotations
 
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -493,13 +494,62 @@ def builtin_model(name: str) -> ModelArch:
     return _from_record(tomllib.loads(files[name]))
 
 
+@cache
+def _registry_aliases() -> dict[str, str]:
+    """Lower-cased registry names and Hugging Face ids -> registry name."""
+    out: dict[str, str] = {}
+    for name, text in _builtin_files().items():
+        hf_id = tomllib.loads(text).get("hf_id", "")
+        if hf_id:
+            out[hf_id.lower()] = name
+        out[name.lower()] = name
+    return out
+
+
+def registry_name(spec: str) -> str | None:
+    """The registry name that ``spec`` names, or None.
+
+    ``spec`` may be a registry name in any case (``LLaMA-3.1-8B``) or a record's Hugging Face id
+    in any case (``meta-llama/Llama-3.1-8B``).
+    """
+    return _registry_aliases().get(str(spec).strip().lower())
+
+
 def get_model(spec: str | ModelArch) -> ModelArch:
-    """Resolve a registry name, a path to a ``config.json`` (or its folder), or a record."""
+    """Resolve a record, a path to a ``config.json`` (or its folder), a registry name or a
+    registry record's Hugging Face id (names and ids in any case).
+
+    An existing path wins over a registry id of the same spelling.
+    """
     if isinstance(spec, ModelArch):
         return spec
-    if spec.endswith(".json") or "/" in spec or Path(spec).is_dir():
+    path = Path(spec)
+    if spec and (path.is_file() or path.is_dir()):
+        return load_hf_config(spec)
+    name = registry_name(spec)
+    if name is not None:
+        return builtin_model(name)
+    if spec.endswith(".json") or "/" in spec or "\\" in spec:
+        if _looks_like_hf_id(spec):
+            hf_ids = {k: get_model(v).hf_id for k, v in _registry_aliases().items() if "/" in k}
+            raise InputError(
+                f"model {spec!r} is neither a file nor the Hugging Face id of a registry model; "
+                f"closest known: {_closest_ids(spec, hf_ids)} (see 'magicdec-model models list', "
+                f"or pass a path to a downloaded config.json)"
+            )
         return load_hf_config(spec)
     return builtin_model(spec)
+
+
+def _closest_ids(spec: str, hf_ids: dict[str, str]) -> str:
+    """The closest registry Hugging Face ids to ``spec`` (compared in lower case, shown as spelt)."""
+    return ", ".join(hf_ids[k] for k in closest(spec.lower(), hf_ids).split(", "))
+
+
+def _looks_like_hf_id(spec: str) -> bool:
+    """'org/name' (one slash, no file suffix, not a relative or absolute path)."""
+    one_slash = re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", spec) is not None
+    return one_slash and not spec.endswith(".json")
 
 
 def tokenizer_family(arch: ModelArch) -> str:

@@ -198,7 +198,7 @@ def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
-        return repr(float(v)) if isinstance(v, float) else str(v)
+        return _float_text(v) if isinstance(v, float) else str(v)
     if isinstance(v, dict):
         items = (f"{toml_key(str(k))} = {toml_value(x)}" for k, x in v.items())
         return "{ " + ", ".join(items) + " }"
@@ -207,6 +207,19 @@ def toml_value(v: Any) -> str:
     # TOML basic string: escape backslash, quote and control characters (a newline would end it)
     text = str(v).replace("\\", "\\\\").replace('"', '\\"')
     return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", text) + '"'
+
+
+def _float_text(v: float) -> str:
+    """The shortest text that reads back as ``v`` exactly: scientific outside 1e-4..1e6
+    (``9.894e+14``, not ``989400000000000.0``), so that printed profiles are easy to edit."""
+    text = repr(float(v))
+    if not math.isfinite(v) or v == 0 or 1e-4 <= abs(v) < 1e6:
+        return text
+    for digits in range(17):
+        sci = f"{v:.{digits}e}"
+        if float(sci) == v:
+            return sci
+    return text  # pragma: no cover - 17 significant digits always round-trip
 
 
 def toml_key(key: str) -> str:

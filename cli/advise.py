@@ -110,7 +110,7 @@ def advise_cmd(
     model: Model = "llama-3.1-8b",
     hardware: Hardware = "a100-80gb-sxm",
     gpus: Annotated[str, typer.Option("--gpus", help="Tensor-parallel GPU count.")] = "1",
-    batch: Annotated[str, typer.Option("--batch", help="Batch size (sequences).")] = "32",
+    batch: Annotated[str, typer.Option("--batch", help="Batch size (sequences).")] = "8",
     seq_len: Annotated[
         str, typer.Option("--seq-len", help="Context length (tokens); 32k = 32000.")
     ] = "32000",
@@ -150,6 +150,11 @@ def advise_cmd(
             "uncertain": adv.uncertain,
             "skipped": adv.skipped,
             "notes": adv.notes,
+            "requested_batch": adv.requested_batch,
+            "batch": adv.batch,
+            "target_fits": None if adv.target_fit is None else adv.target_fit.fits,
+            "target_max_batch": None if adv.target_fit is None else adv.target_fit.max_batch,
+            "fixes": [] if adv.target_fit is None else adv.target_fit.fixes,
             "candidates": json.loads(adv.ranking[cols].to_json(orient="records")),
         }
         json.dump(doc, sys.stdout, indent=1)

@@ -28,6 +28,7 @@ import pandas as pd
 from .acceptance import BUDGET_KV_METHODS
 from .architecture import builtin_model, builtin_model_names, get_model, tokenizer_family
 from .errors import InputError
+from .feasibility import Infeasible, TargetFit, feasible, largest_batch, target_fit
 from .intervals import LEVEL
 from .parallel import shard
 from .strategy import Strategy, predict_strategies
@@ -50,6 +51,12 @@ class Advice:
     notes: list[str] = field(default_factory=list)
     #: the top candidate's 80 % speedup interval contains 1.0: SD may or may not pay
     uncertain: bool = False
+    #: the batch asked for; the ranking is for ``batch`` (smaller where nothing fitted at the one
+    #: asked for: the largest batch at which a candidate fits)
+    requested_batch: int = 0
+    batch: int = 0
+    #: the target alone at the requested batch: whether it fits, the largest batch that does, fixes
+    target_fit: TargetFit | None = None
 
 
 def candidates(target_name: str, gpus: int, seq_len: int) -> tuple[list[Strategy], list[str]]:
@@ -133,6 +140,7 @@ def advise(
     acceptance_table: str | None = None,
     ideal: bool = False,
     engine: str | None = None,
+    _fallback: bool = False,
     **options: object,
 ) -> Advice:
     """Rank draft strategies for one workload (``seq_len`` tokens, ``latency_budget_s`` s/token)."""
@@ -160,9 +168,13 @@ def advise(
     if latency_budget_s is not None:
         meets = df["latency_sd_s"].to_numpy() <= latency_budget_s
     df["meets_latency"] = meets
-    df["eligible"] = df["fits_memory"].to_numpy() & meets
+    runs = feasible(df)
+    df["eligible"] = runs & meets
     reasons = np.full(len(df), "", dtype=object)
     reasons[~df["fits_memory"].to_numpy()] = "does not fit in memory"
+    beyond = ~df["within_context"].to_numpy(dtype=bool)
+    reasons[beyond] = [(r + "; " if r else "") + "exceeds the model's maximum context"
+                       for r in reasons[beyond]]
     if latency_budget_s is not None:
         slow = ~meets
         reasons[slow] = [
@@ -187,10 +199,17 @@ def advise(
             f"reflects cost only; measure acceptance and pass --acceptance-table"
         )
     eligible = df[df["eligible"]]
+    if eligible.empty and not _fallback:
+        answer = _smaller_batch(model, hardware, gpus, batch, seq_len, latency_budget_s, base, strategies,
+                                df, notes, acceptance=acceptance, acceptance_table=acceptance_table,
+                                ideal=ideal, engine=engine, **options)
+        if answer is not None:
+            return answer
     if eligible.empty:
         worth = False
-        verdict = ("SD is not worth it here: no draft strategy fits in memory"
-                   + (" and meets the latency budget" if latency_budget_s is not None else "") + ".")
+        verdict = ("SD cannot run here: no draft strategy fits in memory and within the model's "
+                   "context" + (" and meets the latency budget" if latency_budget_s is not None else "")
+                   + " at this or any smaller batch.")
     else:
         top = eligible.iloc[0]
         worth = bool(top["speedup"] >= WORTH_IT)
@@ -210,7 +229,30 @@ def advise(
             verdict += (f" Uncertain: its {LEVEL:.0%} interval {lo:.2f}-{hi:.2f}x straddles 1.0 "
                         f"(engine {top['engine']}); whether SD pays depends on the engine's overheads: "
                         f"calibrate the engine on your measured AR steps (magicdec-model calibrate).")
-    return Advice(df, skipped, verdict, worth, notes, uncertain)
+    return Advice(df, skipped, verdict, worth, notes, uncertain, batch, batch)
+
+
+def _smaller_batch(model: str, hardware: str, gpus: int, batch: int, seq_len: int,
+                   latency_budget_s: float | None, base: Query, strategies: list[Strategy],
+                   df: pd.DataFrame, notes: list[str], **kwargs: object) -> Advice | None:
+    """Where no candidate can run at ``batch``: say why (the target alone, with the largest batch
+    that fits and the changes that would fit it; or the drafts), and answer for the largest batch
+    at which a candidate runs (None where there is none)."""
+    fit = target_fit(base)
+    lost = Infeasible.of(df).describe("candidates")
+    why = (fit.describe(get_model(model).name, batch, seq_len, gpus, str(df["hardware"].iloc[0]))
+           if not fit.fits else f"At batch {batch}, {lost or 'no candidate meets the latency budget'}.")
+    smaller = largest_batch(base, strategies, batch, latency_budget_s)
+    if not smaller:
+        notes.insert(0, why)
+        return None
+    sub = advise(model, hardware, gpus, smaller, seq_len, latency_budget_s, _fallback=True, **kwargs)
+    sub.notes = [why, *sub.notes]
+    sub.verdict = (f"Not at batch {batch}: nothing runs there (see the note). At batch {smaller}, the "
+                   f"largest at which a draft strategy runs: {sub.verdict}")
+    sub.requested_batch = batch
+    sub.target_fit = fit
+    return sub
 
 
 ADVICE_COLUMNS = (

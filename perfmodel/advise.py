@@ -27,6 +27,7 @@ import pandas as pd
 
 from .acceptance import BUDGET_KV_METHODS
 from .architecture import builtin_model, builtin_model_names, get_model, tokenizer_family
+from .engine import resolve_engine
 from .errors import InputError
 from .feasibility import Infeasible, TargetFit, feasible, largest_batch, target_fit
 from .intervals import LEVEL
@@ -168,10 +169,15 @@ def advise(
     if latency_budget_s is not None:
         meets = df["latency_sd_s"].to_numpy() <= latency_budget_s
     df["meets_latency"] = meets
+    eng = resolve_engine(engine, ideal)
+    df["engine_runs"] = [eng.runs(d, m) for d, m in zip(df["draft"].astype(str), df["kv_method"].astype(str),
+                                                         strict=True)]
     runs = feasible(df)
-    df["eligible"] = runs & meets
+    df["eligible"] = runs & meets & df["engine_runs"].to_numpy(dtype=bool)
     reasons = np.full(len(df), "", dtype=object)
-    reasons[~df["fits_memory"].to_numpy()] = "does not fit in memory"
+    reasons[~df["engine_runs"].to_numpy(dtype=bool)] = f"engine {eng.name} cannot run it"
+    no_mem = ~df["fits_memory"].to_numpy(dtype=bool)
+    reasons[no_mem] = [(r + "; " if r else "") + "does not fit in memory" for r in reasons[no_mem]]
     beyond = ~df["within_context"].to_numpy(dtype=bool)
     reasons[beyond] = [(r + "; " if r else "") + "exceeds the model's maximum context"
                        for r in reasons[beyond]]
@@ -198,6 +204,11 @@ def advise(
             f"their own (default or another budget's value, see acceptance_source): their ranking "
             f"reflects cost only; measure acceptance and pass --acceptance-table"
         )
+    if not df["engine_runs"].all():
+        cannot = sorted(set(df.loc[~df["engine_runs"], "strategy"]))
+        notes.append(f"{len(cannot)} of {df['strategy'].nunique()} candidates are strategies engine "
+                     f"{eng.name} cannot run (it runs: {', '.join(eng.supports)}; "
+                     f"{eng.supports_source}): excluded from the ranking")
     eligible = df[df["eligible"]]
     if eligible.empty and not _fallback:
         answer = _smaller_batch(model, hardware, gpus, batch, seq_len, latency_budget_s, base, strategies,
@@ -259,7 +270,7 @@ ADVICE_COLUMNS = (
     "rank", "strategy", "draft", "kv_method", "kv_budget", "gamma", "acceptance", "speedup",
     "speedup_lo", "speedup_hi", "engine",
     "throughput_sd_tok_s", "throughput_ar_tok_s", "latency_sd_s", "latency_ar_s",
-    "memory_per_gpu_bytes", "fits_memory", "meets_latency", "draft_cost", "verify_cost",
+    "memory_per_gpu_bytes", "fits_memory", "engine_runs", "meets_latency", "draft_cost", "verify_cost",
     "loop_cost",
     "expected_tokens", "acceptance_source", "why_excluded",
 )

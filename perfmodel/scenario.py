@@ -248,6 +248,9 @@ def resolve(query: Query) -> list[Scenario]:
         check_budgets(K, S)
     acc, acc_src = _acceptance(query, target, draft, S, K, mode, tau, positions, gammas)
     applied, notes = engine.apply_to(hw)
+    unsupported = engine.cannot_run(draft.name if draft.kind == "model" else draft.kind, draft.kv_method)
+    if unsupported:
+        notes.append(unsupported)
     ep = bool(query.expert_parallel)
     out = []
     for G in gpus_list:

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .acceptance import KV_METHODS
 from .errors import InputError, closest
 from .hardware import EFFICIENCY_KEYS, OPTIONAL_EFFICIENCY, HardwareProfile, toml_key, toml_value
 
@@ -67,8 +68,8 @@ EFFICIENCY_OVERRIDES = tuple(k for k in EFFICIENCY_KEYS if k.endswith("_bw") or 
 
 #: Kinds of draft strategy an engine's ``[supports]`` names (a model name counts as ``model``).
 STRATEGY_KINDS = ("self", "model", "eagle", "mtp", "ngram")
-#: KV methods a ``[supports]`` entry may add to a kind (``KIND+KV_METHOD``).
-SUPPORT_KV_METHODS = ("streamingllm", "snapkv", "full")
+#: KV methods a ``[supports]`` entry may add to a kind (``KIND+KV_METHOD``): perfmodel's list.
+SUPPORT_KV_METHODS = KV_METHODS
 
 
 def strategy_kind(draft: str) -> str:

@@ -58,9 +58,10 @@ def _print(adv: Advice, top: int, engine: str | None) -> None:
     console = Console(width=min(Console().width, 110), highlight=False)
     df = adv.ranking
     first = df.iloc[0]
+    asked = f" (asked: {adv.requested_batch}, which cannot run)" if adv.requested_batch != adv.batch else ""
     console.print(
         f"[bold]{safe(first['model'])}[/] on {first['gpus']} x {safe(first['hardware'])}, "
-        f"batch {first['batch']}, "
+        f"batch {first['batch']}{asked}, "
         f"seq_len {first['seq_len']:,}: AR {first['latency_ar_s'] * 1e3:.2f} ms/token, "
         f"{first['throughput_ar_tok_s']:,.0f} tok/s"
     )

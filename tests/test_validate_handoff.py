@@ -185,6 +185,24 @@ def test_uncalibrated_engine_says_which_reason():
     assert calib is None and why.startswith("only 1 AR step was measured")
 
 
+@pytest.mark.unit
+def test_undetermined_engine_terms_are_the_named_reason(monkeypatch):
+    from magicdec_model.perfmodel.errors import InputError
+    from magicdec_model.perfmodel.hardware import load_profile
+    from magicdec_model.validate import engine_fit
+
+    def undetermined(*args, **kwargs):
+        raise InputError("steps x: no engine parameter is determined by these 3 steps")
+
+    monkeypatch.setattr(engine_fit, "calibrate", undetermined)
+    rows = pd.DataFrame([{"stage": "check", "op": "target_decode", "status": "ok", "batch": b, "seq_len": 256,
+                          "gpus": 1, "value": 1e-3 * b, "key": f"k{b}"} for b in (1, 2, 4)])
+    calib, why = engine_fit.calibrate_engine(rows, get_model("llama-68m"), load_profile("a100-80gb-sxm"), 1,
+                                             date="d", device="cpu")
+    assert calib is None
+    assert why.startswith("the 3 measured AR steps determine no engine term") and "host_step_s" in why
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.timeout(400)  # the validate subprocess has 300 s of its own; ~20 s when quiet

@@ -204,6 +204,9 @@ def advise(
             f"their own (default or another budget's value, see acceptance_source): their ranking "
             f"reflects cost only; measure acceptance and pass --acceptance-table"
         )
+    lost = Infeasible.of(df).describe("candidates")
+    if lost:
+        notes.append(f"{lost}: not ranked")
     if not df["engine_runs"].all():
         cannot = sorted(set(df.loc[~df["engine_runs"], "strategy"]))
         notes.append(f"{len(cannot)} of {df['strategy'].nunique()} candidates are strategies engine "

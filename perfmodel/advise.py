@@ -214,15 +214,18 @@ def advise(
                      f"{eng.supports_source}): excluded from the ranking")
     eligible = df[df["eligible"]]
     if eligible.empty and not _fallback:
-        answer = _smaller_batch(model, hardware, gpus, batch, seq_len, latency_budget_s, base, strategies,
+        runnable = [s for s in strategies if eng.runs(s.draft, s.kv_method)]
+        answer = _smaller_batch(model, hardware, gpus, batch, seq_len, latency_budget_s, base, runnable,
                                 df, notes, acceptance=acceptance, acceptance_table=acceptance_table,
                                 ideal=ideal, engine=engine, **options)
         if answer is not None:
             return answer
     if eligible.empty:
         worth = False
-        verdict = ("SD cannot run here: no draft strategy fits in memory and within the model's "
-                   "context" + (" and meets the latency budget" if latency_budget_s is not None else "")
+        verdict = ("SD cannot run here: no draft strategy"
+                   + (f" that engine {eng.name} runs" if eng.supports else "")
+                   + " fits in memory and within the model's context"
+                   + (" and meets the latency budget" if latency_budget_s is not None else "")
                    + " at this or any smaller batch.")
     else:
         top = eligible.iloc[0]
@@ -253,17 +256,19 @@ def _smaller_batch(model: str, hardware: str, gpus: int, batch: int, seq_len: in
     that fits and the changes that would fit it; or the drafts), and answer for the largest batch
     at which a candidate runs (None where there is none)."""
     fit = target_fit(base)
-    lost = Infeasible.of(df).describe("candidates")
-    why = (fit.describe(get_model(model).name, batch, seq_len, gpus, str(df["hardware"].iloc[0]))
-           if not fit.fits else f"At batch {batch}, {lost or 'no candidate meets the latency budget'}.")
-    smaller = largest_batch(base, strategies, batch, latency_budget_s)
+    if not fit.fits:
+        why = fit.describe(get_model(model).name, batch, seq_len, gpus, str(df["hardware"].iloc[0]))
+    else:
+        why = f"At batch {batch} no candidate can be used: " + "; ".join(
+            r for r in dict.fromkeys(df["why_excluded"].astype(str)) if r) + "."
+    smaller = largest_batch(base, strategies, batch, latency_budget_s) if strategies else 0
     if not smaller:
         notes.insert(0, why)
         return None
     sub = advise(model, hardware, gpus, smaller, seq_len, latency_budget_s, _fallback=True, **kwargs)
     sub.notes = [why, *sub.notes]
-    sub.verdict = (f"Not at batch {batch}: nothing runs there (see the note). At batch {smaller}, the "
-                   f"largest at which a draft strategy runs: {sub.verdict}")
+    sub.verdict = (f"Not at batch {batch}: no draft strategy can be used there (see the note). At batch "
+                   f"{smaller}, the largest at which one can: {sub.verdict}")
     sub.requested_batch = batch
     sub.target_fit = fit
     return sub

@@ -259,8 +259,16 @@ def _smaller_batch(model: str, hardware: str, gpus: int, batch: int, seq_len: in
     if not fit.fits:
         why = fit.describe(get_model(model).name, batch, seq_len, gpus, str(df["hardware"].iloc[0]))
     else:
-        why = f"At batch {batch} no candidate can be used: " + "; ".join(
-            r for r in dict.fromkeys(df["why_excluded"].astype(str)) if r) + "."
+        parts = [f"{int(n)} {text}" for n, text in (
+            ((~df["fits_memory"]).sum(), "do not fit in memory"),
+            ((~df["within_context"]).sum(), "exceed the model's maximum context"),
+            ((~df["engine_runs"]).sum(), f"cannot run on engine {df['engine'].iloc[0]}"),
+        ) if n]
+        if latency_budget_s is not None and not df["meets_latency"].all():
+            parts.append(f"{int((~df['meets_latency']).sum())} miss the latency budget of "
+                         f"{latency_budget_s * 1e3:g} ms/token (the fastest takes "
+                         f"{df['latency_sd_s'].min() * 1e3:.2f} ms)")
+        why = f"At batch {batch} no candidate of {len(df)} can be used: {', '.join(parts)}."
     smaller = largest_batch(base, strategies, batch, latency_budget_s) if strategies else 0
     if not smaller:
         notes.insert(0, why)

@@ -156,3 +156,18 @@ def test_every_readme_example_lands_on_points_that_fit(argv):
 def test_readme_examples_were_found():
     kinds = [a[0] for a in _readme_commands()]
     assert kinds.count("predict") >= 5 and kinds.count("advise") >= 1
+
+
+def test_advise_over_the_latency_budget_answers_for_the_largest_batch_that_meets_it():
+    from magicdec_model.perfmodel.advise import advise
+
+    adv = advise("llama-3.1-8b", "a100-80gb-sxm", 8, 256, 8000, latency_budget_s=8e-3)
+    assert adv.requested_batch == 256 and adv.target_fit.fits
+    assert adv.notes[0].startswith("At batch 256 no candidate of ")
+    assert "miss the latency budget" in adv.notes[0]
+    assert 1 <= adv.batch < 256 and f"At batch {adv.batch}" in adv.verdict
+    ranked = adv.ranking[adv.ranking["rank"] > 0]
+    assert len(ranked) and (ranked["latency_sd_s"] <= 8e-3).all()
+    # the batch is the largest that works: one more and no candidate meets the budget
+    above = advise("llama-3.1-8b", "a100-80gb-sxm", 8, adv.batch + 1, 8000, latency_budget_s=8e-3)
+    assert above.batch == adv.batch

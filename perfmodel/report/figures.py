@@ -148,9 +148,9 @@ def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float) ->
                                      np.broadcast_to(g.seq_len[None, :], mem.shape),
                                      mem.round(2)], axis=-1),
                 hovertemplate=(
-                    "batch %{customdata[0]}, seq_len %{customdata[1]} tokens<br>out of memory: "
-                    f"%{{customdata[2]:.1f}} GB per GPU > {MEMORY_UTILIZATION:.0%} of "
-                    f"{mem_capacity / 1e9:.1f} GB<extra></extra>"
+                    "batch %{customdata[0]}, seq_len %{customdata[1]} tokens<br>cannot run: "
+                    f"%{{customdata[2]:.1f}} GB per GPU (usable: {MEMORY_UTILIZATION:.0%} of "
+                    f"{mem_capacity / 1e9:.1f} GB), or past the model's maximum context<extra></extra>"
                 ),
                 name="out of memory",
             )

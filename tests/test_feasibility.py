@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from magicdec_model.cli.main import app
@@ -171,3 +173,23 @@ def test_advise_over_the_latency_budget_answers_for_the_largest_batch_that_meets
     # the batch is the largest that works: one more and no candidate meets the budget
     above = advise("llama-3.1-8b", "a100-80gb-sxm", 8, adv.batch + 1, 8000, latency_budget_s=8e-3)
     assert above.batch == adv.batch
+
+
+@settings(max_examples=25, deadline=None)
+@given(model=st.sampled_from(["llama-3.1-8b", "llama-3.1-70b", "qwen2.5-7b", "mixtral-8x7b"]),
+       gpus=st.sampled_from([1, 2, 4, 8]), seq_len=st.integers(1000, 128_000),
+       kv=st.sampled_from(["native", "fp8"]))
+def test_largest_batch_is_the_boundary_of_what_fits(model, gpus, seq_len, kv):
+    """The largest batch fits (its predicted memory is within the usable share) and one more does not."""
+    q = Query(model=model, batch=[1], seq_len=[seq_len], gpus=[gpus], hardware="h100-sxm", kv_dtype=kv)
+    top = target_fit(q).max_batch
+    assume(top >= 1)
+    at = predict(Query(model=model, batch=[top, top + 1], seq_len=[seq_len], gpus=[gpus], hardware="h100-sxm",
+                       kv_dtype=kv, draft="ngram", gamma=[1], acceptance=0.5, intervals=False))
+    # the n-gram draft holds nothing: its row's memory is the target's, with gamma + 1 = 2 tokens verified
+    usable = MEMORY_UTILIZATION * at["memory_capacity_bytes"].iloc[0]
+    per_seq = (at["memory_per_gpu_bytes"].iloc[1] - at["memory_per_gpu_bytes"].iloc[0])
+    assert per_seq > 0
+    one_token = per_seq / (seq_len + 2)  # per sequence: the memory at S + 1 cached tokens is one less
+    assert at["memory_per_gpu_bytes"].iloc[0] - top * one_token <= usable
+    assert at["memory_per_gpu_bytes"].iloc[1] - (top + 1) * one_token > usable

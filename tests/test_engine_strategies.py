@@ -95,3 +95,20 @@ def test_report_best_table_leaves_out_points_beyond_the_context():
     assert best.loc[1000, "strategy"] == "self + streamingllm 256"
     assert best.loc[4000, "strategy"].startswith("nothing can run")
     assert any("2 of 4 points" in n and "maximum context" in n for n in rep.notes)
+
+
+def test_engines_show_prints_what_an_engine_runs():
+    res = runner.invoke(app, ["engines", "show", "vllm-h100"])
+    assert res.exit_code == 0, res.output
+    assert "[supports]" in res.output and "eagle, mtp, ngram, model+full" in res.output
+    assert "any draft strategy" in runner.invoke(app, ["engines", "show", "generic"]).output
+
+
+def test_report_command_says_what_its_tables_leave_out(tmp_path):
+    res = runner.invoke(app, ["report", "--model", "llama-3.1-8b", "--hardware", "h100-sxm",
+                              "--engine", "vllm-h100", "--draft", "self,eagle", "--batch", "1,8,64",
+                              "--seq-len", "4k,32k", "--out", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    # llama-3.1-8b at batch 64 x 32k on one 80 GiB H100: 16 GB + 64 x 32,001 x 128 KiB = 285 GB
+    assert "note: 2 of 12 points" in res.output and "do not fit in memory" in res.output
+    assert "note: self + streamingllm 512: engine vllm-h100 cannot run self" in res.output

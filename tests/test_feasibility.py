@@ -193,3 +193,12 @@ def test_largest_batch_is_the_boundary_of_what_fits(model, gpus, seq_len, kv):
     one_token = per_seq / (seq_len + 2)  # per sequence: the memory at S + 1 cached tokens is one less
     assert at["memory_per_gpu_bytes"].iloc[0] - top * one_token <= usable
     assert at["memory_per_gpu_bytes"].iloc[1] - (top + 1) * one_token > usable
+
+
+def test_sweep_where_nothing_can_run_says_so(tmp_path):
+    # llama-3.1-70b's 141 GB of bf16 weights on one 80 GiB A100: no point fits
+    res = runner.invoke(app, ["sweep", "--model", "llama-3.1-70b", "--batch", "1,2", "--seq-len", "1k",
+                              "--out", str(tmp_path / "g.csv")])
+    assert res.exit_code == 0, res.output
+    assert "no point can run" in res.output and "best speedup" not in res.output
+    assert "2 of 2 points cannot run: 2 do not fit in memory" in res.output

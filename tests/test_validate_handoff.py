@@ -90,6 +90,18 @@ def test_real_acceptance_is_carried_as_the_measured_mean():
 
 
 @pytest.mark.unit
+def test_a_checkpoint_is_named_by_its_registry_record_or_its_folder():
+    arch = get_model("llama-68m")
+    argv = predict_command(_cfg(checkpoint="some.gguf", acceptance=0.5), arch, _fp32(arch), Path("p"), None)
+    assert argv[argv.index("--model") + 1] == "llama-68m"  # a record of that name: predict resolves it
+    from dataclasses import replace
+
+    own = replace(arch, name="my-local-model")
+    argv = predict_command(_cfg(checkpoint="ckpt/dir", acceptance=0.5), own, _fp32(own), Path("p"), None)
+    assert argv[argv.index("--model") + 1] == "ckpt/dir"  # its config.json
+
+
+@pytest.mark.unit
 def test_gpu_run_in_bf16_names_bf16():
     arch = get_model("llama-3.1-8b")
     argv = predict_command(_cfg(model="llama-3.1-8b", device="cuda"), arch, arch, Path("p.toml"), None)

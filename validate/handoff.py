@@ -43,6 +43,16 @@ def _ints(values: list[int]) -> str:
     return ",".join(str(v) for v in values)
 
 
+def _model_spec(cfg: ValidateConfig, arch: ModelArch) -> str:
+    """``--model`` for predict: validate's own, or for a checkpoint its registry record where one
+    has its name (a named or GGUF checkpoint), else the checkpoint's folder (its config.json)."""
+    from ..perfmodel.architecture import builtin_model_names
+
+    if not cfg.checkpoint:
+        return cfg.model
+    return arch.name if arch.name in builtin_model_names() else str(cfg.checkpoint)
+
+
 def predict_command(cfg: ValidateConfig, arch: ModelArch, run_model: ModelArch, profile_path: Path,
                     engine_path: Path | None, comparison: pd.DataFrame | None = None) -> list[str]:
     """The ``predict`` command (argv, the program first) that reproduces the run's comparison.
@@ -52,8 +62,7 @@ def predict_command(cfg: ValidateConfig, arch: ModelArch, run_model: ModelArch, 
     exists (else ``--engine`` as given to validate, if it was).  The acceptance is ``--acceptance``,
     or with real (greedy) acceptance the mean rate measured over the SD points of ``comparison``.
     """
-    model = str(cfg.checkpoint) if cfg.checkpoint else cfg.model
-    argv = [PROGRAM, "predict", "--model", model, "--hardware", str(profile_path)]
+    argv = [PROGRAM, "predict", "--model", _model_spec(cfg, arch), "--hardware", str(profile_path)]
     if engine_path is not None and Path(engine_path).is_file():
         argv += ["--engine", str(engine_path)]
     elif cfg.engine:

@@ -173,7 +173,9 @@ def test_poor_fit_is_warned_with_what_it_means():
     (w,) = fit_warnings(59.0, 42)
     assert "59.0%" in w and "42 microbenchmarks" in w and "comparison.csv" in w
     (w,) = fit_warnings(float("nan"), 0, POOR_FIT_MAPE + 1, 6)
-    assert "6 AR steps" in w and "speedups" in w
+    assert "6 measured AR steps" in w and "calibrated on them" in w and "speedups" in w
+    (w,) = fit_warnings(float("nan"), 0, 59.0, 6, ar_calibrated=False)
+    assert "the prior engine" in w and "59.0%" in w
 
 
 @pytest.mark.unit

@@ -101,9 +101,11 @@ def layers_note(cfg: ValidateConfig, arch: ModelArch) -> str | None:
 
 
 def fit_warnings(fit_mape: float, fit_points: int, ar_mape: float | None = None,
-                 ar_points: int = 0) -> list[str]:
+                 ar_points: int = 0, ar_calibrated: bool = True) -> list[str]:
     """Warnings for a poor in-sample fit (MAPE above :data:`POOR_FIT_MAPE` %): of the profile to
-    the microbenchmarks (``fit_mape`` over ``fit_points``) and of the engine to the AR steps."""
+    the microbenchmarks (``fit_mape`` over ``fit_points``), and of profile plus engine to the AR
+    steps (``ar_mape`` over ``ar_points``: the ``MAPE AR (fit)`` of the run's last line; the
+    engine calibrated on them, or the prior where ``ar_calibrated`` is false)."""
     out = []
     if math.isfinite(fit_mape) and fit_mape > POOR_FIT_MAPE:
         out.append(
@@ -114,9 +116,10 @@ def fit_warnings(fit_mape: float, fit_points: int, ar_mape: float | None = None,
             f"classes miss (on a shared machine, rerun when it is quiet)"
         )
     if ar_mape is not None and math.isfinite(ar_mape) and ar_mape > POOR_FIT_MAPE:
+        engine = "the engine calibrated on them" if ar_calibrated else "the prior engine"
         out.append(
-            f"poor fit: the engine calibrated on {ar_points} AR steps misses them by {ar_mape:.1f}% "
-            f"(in-sample MAPE, above {POOR_FIT_MAPE:g}%): profile plus engine do not describe this "
-            f"device's decode steps, and the predicted SD steps and speedups can be off by as much"
+            f"poor fit: the profile with {engine} misses the {ar_points} measured AR steps by "
+            f"{ar_mape:.1f}% (MAPE AR, above {POOR_FIT_MAPE:g}%): they do not describe this device's "
+            f"decode steps, and the predicted SD steps and speedups can be off by as much"
         )
     return out

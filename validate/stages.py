@@ -357,8 +357,6 @@ def calibrate(ctx: RunContext) -> None:
             f"the engine comparison.csv was predicted with.")))
         return
     ctx.engine = calib.engine
-    ctx.warnings.extend(fit_warnings(float("nan"), 0, calib.mape_in_sample,
-                                     calib.engine.calibration["points"]))
     atomic_write_text(ctx.engine_path, engine_to_toml(calib.engine, header=written))
 
 
@@ -389,6 +387,8 @@ def report(ctx: RunContext) -> RunSummary:
     with atomic_output(cfg.out / "comparison.csv") as tmp:
         full.to_csv(tmp, index=False)
     m_ar = mape(comp, ["target_decode"])
+    ctx.warnings.extend(fit_warnings(float("nan"), 0, m_ar, int((comp["quantity"] == "target_decode").sum()),
+                                     ar_calibrated=calib is not None))
     m_step = mape(comp, SD_STEP_QUANTITIES)
     m_speed = mape(comp, ["speedup"])
     lines = [
@@ -436,7 +436,10 @@ def run_stages(cfg: ValidateConfig, progress: Progress | None, warn: Callable[[s
         finish()  # waits for rank 0's fit, comparison and report
         return RunSummary(float("nan"), float("nan"), ctx.measured, ctx.skipped, ctx.failed,
                           ctx.profile_path)
+    said = len(ctx.warnings)
     summary = report(ctx)
+    for msg in ctx.warnings[said:]:  # the AR steps' fit, known once they are compared
+        warn(msg)
     if ctx.distributed:
         finish()
     return summary

@@ -155,6 +155,18 @@ def test_every_readme_example_lands_on_points_that_fit(argv):
     assert all(r.get("within_context", True) for r in rows)
 
 
+def test_readme_sweep_lands_on_points_that_fit(tmp_path):
+    text = re.sub(r"\\\n\s*", " ", README.read_text())
+    (sweep,) = re.findall(r"magicdec-model (sweep [^#\n]*)", text)
+    argv = shlex.split(sweep)
+    argv[argv.index("--out") + 1] = str(tmp_path / "grid.parquet")
+    res = runner.invoke(app, argv)
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(tmp_path / "grid.parquet")
+    assert len(df) > 50 and df["fits_memory"].all() and df["within_context"].all()
+    assert "cannot run" not in res.output
+
+
 def test_readme_examples_were_found():
     kinds = [a[0] for a in _readme_commands()]
     assert kinds.count("predict") >= 5 and kinds.count("advise") >= 1

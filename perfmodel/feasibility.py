@@ -7,7 +7,8 @@ Headlines, best configurations, verdicts and defaults consider feasible points o
 many were left out (:class:`Infeasible`).
 
 For one workload whose target alone does not fit, :func:`target_fit` finds the largest batch that
-does and the changes that would make the requested batch fit (an fp8 KV cache, more GPUs).
+does and the changes that would make the requested batch fit (an fp8 KV cache, fp8 weights, more
+GPUs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 
 from .architecture import get_model
 from .errors import InputError
-from .number_formats import KV_CHOICES
+from .number_formats import KV_CHOICES, WEIGHT_CHOICES
 from .parallel import shard
 from .scenario import resolve
 from .sweep import MEMORY_UTILIZATION, Query, target_memory
@@ -90,16 +91,25 @@ class TargetFit:
     fits: bool
     need_bytes: float  # per GPU, at the requested batch
     usable_bytes: float  # MEMORY_UTILIZATION x capacity per GPU
-    max_batch: int  # largest batch whose target alone fits (0: not even the weights)
+    max_batch: int  # largest batch whose target alone fits (0: not even one sequence)
     fixes: list[str] = field(default_factory=list)
+    weights_bytes: float = 0.0  # per GPU
+    #: the model's maximum context where seq_len (+1 decoded token) exceeds it, else 0
+    context_limit: int = 0
 
     def describe(self, model: str, batch: int, seq_len: int, gpus: int, hardware: str) -> str:
         """One sentence: what does not fit, the largest batch that does, and the fixes."""
         text = (f"{model} alone does not fit at batch {batch}, seq_len {seq_len:,} on {gpus} x {hardware}: "
                 f"its weights and KV cache need {self.need_bytes / 1e9:,.1f} GB per GPU, "
                 f"{self.usable_bytes / 1e9:,.1f} GB are usable ({MEMORY_UTILIZATION:.0%} of memory)")
-        text += (f"; the largest batch that fits is {self.max_batch}" if self.max_batch
-                 else "; not even its weights fit")
+        if self.max_batch:
+            text += f"; the largest batch that fits is {self.max_batch}"
+        elif self.weights_bytes > self.usable_bytes:
+            text += f"; not even its weights fit ({self.weights_bytes / 1e9:,.1f} GB per GPU)"
+        else:
+            text += "; not even one sequence of that length fits"
+        if self.context_limit:
+            text += f"; and seq_len {seq_len:,} is past the model's maximum context of {self.context_limit:,}"
         if self.fixes:
             text += f". It would fit with {' or '.join(self.fixes)}"
         return text + "."
@@ -148,17 +158,23 @@ def _fewest_gpus(query: Query, seq_len: int) -> int | None:
 
 def target_fit(query: Query) -> TargetFit:
     """For a one-point query (one batch, seq_len, GPU count): does the target alone fit, the
-    largest batch that does, and which changes would fit the requested batch: an fp8 KV cache
-    (where the KV is not fp8 already) and the fewest more GPUs the model can be split over."""
+    largest batch that does, and which changes would fit the requested batch: an fp8 KV cache or
+    fp8 weights (where not fp8 already), the fewest more GPUs the model can be split over, and,
+    where none of these alone does, an fp8 KV cache on more GPUs."""
     seq_len = int(query.seq_len[0])
     batch = int(query.batch[0])
-    need, usable, top, _ = _max_batch(query, seq_len)
+    need, usable, top, weights = _max_batch(query, seq_len)
+    limit = get_model(query.model).max_positions
+    beyond = limit if seq_len + 1 > limit else 0
     if need <= usable:
-        return TargetFit(True, need, usable, max(top, batch))
+        return TargetFit(True, need, usable, max(top, batch), [], weights, beyond)
     fixes: list[str] = []
     fp8 = replace(query, kv_dtype="fp8") if _target_alone(query).formats.kv != KV_CHOICES["fp8"] else None
     if fp8 is not None and _fits(fp8, seq_len):
         fixes.append("an fp8 KV cache (--kv-dtype fp8)")
+    fp8w = replace(query, weight_dtype="fp8")
+    if _target_alone(query).formats.weight != WEIGHT_CHOICES["fp8"] and _fits(fp8w, seq_len):
+        fixes.append("fp8 weights (--weight-dtype fp8)")
     more = _fewest_gpus(query, seq_len)
     if more:
         fixes.append(f"{more} GPUs (--gpus {more})")
@@ -170,7 +186,7 @@ def target_fit(query: Query) -> TargetFit:
             top8 = _max_batch(fp8, seq_len)[2]
             if top8 > top:
                 fixes.append(f"an fp8 KV cache (--kv-dtype fp8), up to batch {top8} only")
-    return TargetFit(False, need, usable, top, fixes)
+    return TargetFit(False, need, usable, top, fixes, weights, beyond)
 
 
 def largest_batch(base: Query, strategies: list, batch: int,

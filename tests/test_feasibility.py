@@ -68,12 +68,14 @@ def test_target_alone_for_the_issue_workload_by_hand():
     assert fit.fixes == ["an fp8 KV cache on 8 GPUs (--kv-dtype fp8 --gpus 8)"]
 
 
-def test_fp8_kv_alone_is_named_where_it_suffices():
+def test_each_change_that_suffices_alone_is_named():
     # llama-3.1-8b on one A100 at batch 16, 32k: 16 GB + 16 x 32,001 x 131,072 B = 83 GB > 77.3 GB;
-    # fp8 KV halves the cache: 16 + 33.6 = 50 GB; 2 GPUs: 8 + 33.6 GB
+    # fp8 KV halves the cache: 16 + 33.6 = 50 GB; fp8 weights (embedding and LM head, 1.05 G, stay bf16):
+    # 6.98 G x 1 B + 1.05 G x 2 B = 9.1 GB + 67.1 GB = 76.2 GB; 2 GPUs: 8.6 + 33.6 GB
     fit = target_fit(Query(model="llama-3.1-8b", batch=[16], seq_len=[32000], gpus=[1]))
     assert not fit.fits
-    assert fit.fixes == ["an fp8 KV cache (--kv-dtype fp8)", "2 GPUs (--gpus 2)"]
+    assert fit.fixes == ["an fp8 KV cache (--kv-dtype fp8)", "fp8 weights (--weight-dtype fp8)",
+                         "2 GPUs (--gpus 2)"]
     assert fit.max_batch == 14  # (77.3 - 16.1) GB / 4.19 GB = 14.6
 
 
@@ -198,8 +200,13 @@ def test_advise_over_the_latency_budget_answers_for_the_largest_batch_that_meets
        kv=st.sampled_from(["native", "fp8"]))
 def test_largest_batch_is_the_boundary_of_what_fits(model, gpus, seq_len, kv):
     """The largest batch fits (its predicted memory is within the usable share) and one more does not."""
+    from magicdec_model.perfmodel.errors import InputError
+
     q = Query(model=model, batch=[1], seq_len=[seq_len], gpus=[gpus], hardware="h100-sxm", kv_dtype=kv)
-    top = target_fit(q).max_batch
+    try:
+        top = target_fit(q).max_batch
+    except InputError:  # a split the model's heads do not allow (qwen2.5-7b's 28 over 8 GPUs)
+        assume(False)
     assume(top >= 1)
     at = predict(Query(model=model, batch=[top, top + 1], seq_len=[seq_len], gpus=[gpus], hardware="h100-sxm",
                        kv_dtype=kv, draft="ngram", gamma=[1], acceptance=0.5, intervals=False))

@@ -432,7 +432,7 @@ def strategy_map_figure(grids: list[Grid]) -> go.Figure:
     winner = np.asarray(kinds, dtype=object)[order[0]]
     none = ~(top >= WORTH_IT)
     code = np.where(none, 0, [[MAP_KINDS.index(w) for w in row] for row in winner]).astype(float)
-    code[~np.isfinite(top)] = np.nan  # nothing fits in memory: no cell
+    code[~np.isfinite(top)] = np.nan  # nothing can run (memory, context): no cell
     win_label = np.where(none, "autoregressive", np.choose(order[0], [label[k] for k in kinds]))
     margin = np.where(none, np.where(np.isfinite(top), top, np.nan),
                       top / np.where(np.isfinite(second), np.maximum(second, 1.0), 1.0))
@@ -458,7 +458,7 @@ def strategy_map_figure(grids: list[Grid]) -> go.Figure:
     ))
     fig.update_layout(
         title={"text": f"Which draft wins: colour = kind of the best strategy (grey: none reaches "
-                       f"{WORTH_IT}x, use autoregressive decoding; blank: nothing fits in memory); "
+                       f"{WORTH_IT}x, use autoregressive decoding; blank: nothing can run: memory, context); "
                        f"number = its speedup"},
         xaxis=_axis("sequence length (tokens)", g0.seq_len, xe),
         yaxis=_axis("batch size (sequences)", g0.batch, ye), height=520,

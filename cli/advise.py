@@ -58,9 +58,10 @@ def _print(adv: Advice, top: int, engine: str | None) -> None:
     console = Console(width=min(Console().width, 110), highlight=False)
     df = adv.ranking
     first = df.iloc[0]
+    asked = f" (asked: {adv.requested_batch}, which cannot run)" if adv.requested_batch != adv.batch else ""
     console.print(
         f"[bold]{safe(first['model'])}[/] on {first['gpus']} x {safe(first['hardware'])}, "
-        f"batch {first['batch']}, "
+        f"batch {first['batch']}{asked}, "
         f"seq_len {first['seq_len']:,}: AR {first['latency_ar_s'] * 1e3:.2f} ms/token, "
         f"{first['throughput_ar_tok_s']:,.0f} tok/s"
     )
@@ -114,7 +115,7 @@ def advise_cmd(
     model: Model = "llama-3.1-8b",
     hardware: Hardware = "a100-80gb-sxm",
     gpus: Annotated[str, typer.Option("--gpus", help="Tensor-parallel GPU count.")] = "1",
-    batch: Annotated[str, typer.Option("--batch", help="Batch size (sequences).")] = "32",
+    batch: Annotated[str, typer.Option("--batch", help="Batch size (sequences).")] = "8",
     seq_len: Annotated[
         str, typer.Option("--seq-len", help="Context length (tokens); 32k = 32000.")
     ] = "32000",
@@ -154,6 +155,11 @@ def advise_cmd(
             "uncertain": adv.uncertain,
             "skipped": adv.skipped,
             "notes": adv.notes,
+            "requested_batch": adv.requested_batch,
+            "batch": adv.batch,
+            "target_fits": None if adv.target_fit is None else adv.target_fit.fits,
+            "target_max_batch": None if adv.target_fit is None else adv.target_fit.max_batch,
+            "fixes": [] if adv.target_fit is None else adv.target_fit.fixes,
             "candidates": json.loads(adv.ranking[cols].to_json(orient="records")),
         }
         if adv.worth_it:

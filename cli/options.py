@@ -145,10 +145,12 @@ EngineOpt = Annotated[
                  "'calibrate'; default: generic.", autocompletion=complete_engine),
 ]
 WeightDtype = Annotated[
-    str, typer.Option("--weight-dtype", help="Weights: native (the checkpoint's), bf16, fp16, fp8, "
-                      "int4 (group-128 scales) or mxfp4.")
+    str, typer.Option("--weight-dtype", help="Weights: native (the checkpoint's), fp32 (runs in "
+                      "fp32), bf16, fp16, fp8, int4 (group-128 scales) or mxfp4.")
 ]
-KvDtype = Annotated[str, typer.Option("--kv-dtype", help="KV cache: native (the activations'), bf16 or fp8.")]
+KvDtype = Annotated[
+    str, typer.Option("--kv-dtype", help="KV cache: native (the activations'), fp32, bf16, fp16 or fp8.")
+]
 AcceptLen = Annotated[
     float | None,
     typer.Option("--accept-len", help="Mean tokens per SD step, bonus included (as EAGLE papers "

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from magicdec_model.perfmodel.engine import EngineProfile
+from magicdec_model.perfmodel.feasibility import Infeasible
 from magicdec_model.perfmodel.intervals import LEVEL
 from magicdec_model.perfmodel.sweep import MEMORY_UTILIZATION, RESULT_COLUMNS
 
@@ -91,6 +92,13 @@ def engine_footer(engine: EngineProfile) -> list[str]:
     return lines
 
 
+def _fit_cell(r: pd.Series) -> str:
+    """The table's fit column: yes, NO (memory) or ctx (beyond the model's maximum context)."""
+    if not r["fits_memory"]:
+        return "[red]NO[/]"
+    return "yes" if r.get("within_context", True) else "[red]ctx[/]"
+
+
 def print_table(df: pd.DataFrame, width: int | None = None,
                 engine: EngineProfile | None = None) -> None:
     """Print the predictions as a compact table that fits 80 columns, with a legend."""
@@ -137,16 +145,20 @@ def print_table(df: pd.DataFrame, width: int | None = None,
             _rate(r["throughput_sd_tok_s"]),
             _ms(r["latency_sd_s"]),
             regime,
-            "yes" if r["fits_memory"] else "[red]NO[/]",
+            _fit_cell(r),
         ]
         table.add_row(*cells)
     console.print(table)
     console.print(
         "T_* step times in ms (target decode, one draft step, verify gamma+1); Ω tokens/step; "
         "AR/s, SD/s tokens/s; AR ms/token = T_tgt; regime of the target step and its KV-read share; "
-        f"fit = weights + KV caches within {MEMORY_UTILIZATION:.0%} of GPU memory.",
+        f"fit = weights + KV caches within {MEMORY_UTILIZATION:.0%} of GPU memory (NO: they are not; "
+        "ctx: beyond the model's maximum context).",
         style="dim",
     )
+    lost = Infeasible.of(df).describe("rows")
+    if lost:
+        console.print(f"{lost}; flagged NO / ctx in the fit column", style="yellow", markup=False)
     if engine is not None:
         for line in engine_footer(engine):
             console.print(line, style="dim", markup=False)

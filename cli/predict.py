@@ -45,16 +45,16 @@ PREDICT_EPILOG = """\
 \b
 Examples:
   magicdec-model predict --model llama-3.1-8b --draft self --kv-budget 512 \\
-      --hardware a100-80gb-sxm --gpus 8 --batch 32,64,128,256 \\
-      --seq-len 8000,32000,100000 --acceptance 0.8 --gamma auto
+      --hardware a100-80gb-sxm --gpus 8 --batch 32,64,128 \\
+      --seq-len 8000,32000 --acceptance 0.8 --gamma auto
   magicdec-model predict --model llama-2-7b-32k --draft tinyllama-1.1b \\
       --kv-budget 512 --gpus 8 --batch 32 --seq-len 8k,32k --format json
   magicdec-model predict --model meta-llama/Llama-3.1-8B --hardware h100-sxm \\
       --batch 64 --seq-len 32k --ideal
   magicdec-model predict --model llama-3.1-8b --hardware h100-sxm --engine vllm-h100 \\
-      --draft eagle --accept-len 2.4 --gamma 3 --batch 1,8,64
+      --draft eagle --accept-len 2.4 --gamma 3 --batch 1,8,64 --seq-len 2k
   magicdec-model predict --model qwen3-30b-a3b --hardware h100-sxm --weight-dtype fp8 \\
-      --kv-dtype fp8 --batch 1,32 --seq-len 4k,32k
+      --kv-dtype fp8 --batch 1,16 --seq-len 4k,32k
 """
 
 
@@ -115,7 +115,7 @@ def predict_cmd(
     kv_method: KvMethod = "auto",
     hardware: Hardware = "a100-80gb-sxm",
     gpus: Gpus = "1",
-    batch: Batch = "32",
+    batch: Batch = "8",  # fits one A100 at 32k: 16 GB of weights + 33.5 GB of KV (128 KiB/token)
     seq_len: SeqLen = "32000",
     gamma: Gamma = "auto",
     acceptance: Acceptance = None,
@@ -197,5 +197,11 @@ def sweep_cmd(
     res = write_sweep(query, path)
     best = res.best
     where = (f"; best speedup {best['speedup']:.2f} at batch {best['batch']}, seq_len "
-             f"{best['seq_len']}, gamma {best['gamma']}") if best else ""
+             f"{best['seq_len']}, gamma {best['gamma']}"
+             + (f" ({best['gpus']} GPUs)" if len(query.gpus) > 1 else "")
+             + (" among the points that can run" if res.infeasible.left_out else "")
+             if best else "; no point can run")
     typer.echo(f"wrote {res.rows:,} rows to {path} ({human_bytes(res.bytes)}){where}")
+    if res.infeasible.left_out:
+        typer.echo(f"{res.infeasible.describe()}; they are in the file, with fits_memory / "
+                   f"within_context false")

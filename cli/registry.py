@@ -171,3 +171,9 @@ def engines_show(name: str = typer.Argument(..., help="Engine name or .toml path
         for key, value in e.calibration.items():
             if key != "covariance":
                 typer.echo(f"  {key:22} {value}")
+    typer.echo("[supports]")
+    if e.supports:
+        typer.echo(f"  strategies             {', '.join(e.supports)}")
+        typer.echo(f"  source                 {e.supports_source}")
+    else:
+        typer.echo("  any draft strategy (a cost model, not one product)")

@@ -114,3 +114,5 @@ def report_cmd(
         f"{len(query.batch)} batches x {len(query.seq_len)} sequence lengths in "
         f"{time.perf_counter() - t0:.1f} s"
     )
+    for note in rep.notes:  # what its best-configuration table leaves out, and why
+        typer.echo(f"note: {note}")

@@ -147,8 +147,12 @@ def run_config(cfg) -> None:
           f"{cfg.out / 'measurements.csv'}, {summary.failed} failed (oom/error)")
     for f in summary.files:
         print(f"wrote {f}")
-    engine = f" --engine {summary.engine_path}" if summary.engine_path else ""
-    print(f"predict with it: magicdec-model predict --hardware {summary.profile_path}{engine} ...")
+    if summary.predict_command:
+        from magicdec_model.validate.handoff import command_line
+
+        if summary.predict_note:
+            print(f"note: {summary.predict_note}")
+        print(f"predict with it: {command_line(summary.predict_command)}")
     print(summary.last_line())
 
 

@@ -27,7 +27,9 @@ import pandas as pd
 
 from .acceptance import BUDGET_KV_METHODS
 from .architecture import builtin_model, builtin_model_names, get_model, tokenizer_family
+from .engine import resolve_engine
 from .errors import InputError
+from .feasibility import Infeasible, TargetFit, feasible, largest_batch, target_fit
 from .intervals import LEVEL
 from .parallel import shard
 from .strategy import Strategy, predict_strategies
@@ -50,6 +52,12 @@ class Advice:
     notes: list[str] = field(default_factory=list)
     #: the top candidate's 80 % speedup interval contains 1.0: SD may or may not pay
     uncertain: bool = False
+    #: the batch asked for; the ranking is for ``batch`` (smaller where nothing fitted at the one
+    #: asked for: the largest batch at which a candidate fits)
+    requested_batch: int = 0
+    batch: int = 0
+    #: the target alone at the requested batch: whether it fits, the largest batch that does, fixes
+    target_fit: TargetFit | None = None
 
 
 def candidates(target_name: str, gpus: int, seq_len: int) -> tuple[list[Strategy], list[str]]:
@@ -133,6 +141,7 @@ def advise(
     acceptance_table: str | None = None,
     ideal: bool = False,
     engine: str | None = None,
+    _fallback: bool = False,
     **options: object,
 ) -> Advice:
     """Rank draft strategies for one workload (``seq_len`` tokens, ``latency_budget_s`` s/token)."""
@@ -160,9 +169,18 @@ def advise(
     if latency_budget_s is not None:
         meets = df["latency_sd_s"].to_numpy() <= latency_budget_s
     df["meets_latency"] = meets
-    df["eligible"] = df["fits_memory"].to_numpy() & meets
+    eng = resolve_engine(engine, ideal)
+    df["engine_runs"] = [eng.runs(d, m) for d, m in zip(df["draft"].astype(str), df["kv_method"].astype(str),
+                                                         strict=True)]
+    runs = feasible(df)
+    df["eligible"] = runs & meets & df["engine_runs"].to_numpy(dtype=bool)
     reasons = np.full(len(df), "", dtype=object)
-    reasons[~df["fits_memory"].to_numpy()] = "does not fit in memory"
+    reasons[~df["engine_runs"].to_numpy(dtype=bool)] = f"engine {eng.name} cannot run it"
+    no_mem = ~df["fits_memory"].to_numpy(dtype=bool)
+    reasons[no_mem] = [(r + "; " if r else "") + "does not fit in memory" for r in reasons[no_mem]]
+    beyond = ~df["within_context"].to_numpy(dtype=bool)
+    reasons[beyond] = [(r + "; " if r else "") + "exceeds the model's maximum context"
+                       for r in reasons[beyond]]
     if latency_budget_s is not None:
         slow = ~meets
         reasons[slow] = [
@@ -186,11 +204,29 @@ def advise(
             f"their own (default or another budget's value, see acceptance_source): their ranking "
             f"reflects cost only; measure acceptance and pass --acceptance-table"
         )
+    lost = Infeasible.of(df).describe("candidates")
+    if lost:
+        notes.append(f"{lost}: not ranked")
+    if not df["engine_runs"].all():
+        cannot = sorted(set(df.loc[~df["engine_runs"], "strategy"]))
+        notes.append(f"{len(cannot)} of {df['strategy'].nunique()} candidates are strategies engine "
+                     f"{eng.name} cannot run (it runs: {', '.join(eng.supports)}; "
+                     f"{eng.supports_source}): excluded from the ranking")
     eligible = df[df["eligible"]]
+    if eligible.empty and not _fallback:
+        runnable = [s for s in strategies if eng.runs(s.draft, s.kv_method)]
+        answer = _smaller_batch(model, hardware, gpus, batch, seq_len, latency_budget_s, base, runnable,
+                                df, notes, acceptance=acceptance, acceptance_table=acceptance_table,
+                                ideal=ideal, engine=engine, **options)
+        if answer is not None:
+            return answer
     if eligible.empty:
         worth = False
-        verdict = ("SD is not worth it here: no draft strategy fits in memory"
-                   + (" and meets the latency budget" if latency_budget_s is not None else "") + ".")
+        verdict = ("SD cannot run here: no draft strategy"
+                   + (f" that engine {eng.name} runs" if eng.supports else "")
+                   + " fits in memory and within the model's context"
+                   + (" and meets the latency budget" if latency_budget_s is not None else "")
+                   + " at this or any smaller batch.")
     else:
         top = eligible.iloc[0]
         worth = bool(top["speedup"] >= WORTH_IT)
@@ -210,14 +246,47 @@ def advise(
             verdict += (f" Uncertain: its {LEVEL:.0%} interval {lo:.2f}-{hi:.2f}x straddles 1.0 "
                         f"(engine {top['engine']}); whether SD pays depends on the engine's overheads: "
                         f"calibrate the engine on your measured AR steps (magicdec-model calibrate).")
-    return Advice(df, skipped, verdict, worth, notes, uncertain)
+    return Advice(df, skipped, verdict, worth, notes, uncertain, batch, batch)
+
+
+def _smaller_batch(model: str, hardware: str, gpus: int, batch: int, seq_len: int,
+                   latency_budget_s: float | None, base: Query, strategies: list[Strategy],
+                   df: pd.DataFrame, notes: list[str], **kwargs: object) -> Advice | None:
+    """Where no candidate can run at ``batch``: say why (the target alone, with the largest batch
+    that fits and the changes that would fit it; or the drafts), and answer for the largest batch
+    at which a candidate runs (None where there is none)."""
+    fit = target_fit(base)
+    if not fit.fits:
+        why = fit.describe(get_model(model).name, batch, seq_len, gpus, str(df["hardware"].iloc[0]))
+    else:
+        parts = [f"{int(n)} {text}" for n, text in (
+            ((~df["fits_memory"]).sum(), "do not fit in memory"),
+            ((~df["within_context"]).sum(), "exceed the model's maximum context"),
+            ((~df["engine_runs"]).sum(), f"cannot run on engine {df['engine'].iloc[0]}"),
+        ) if n]
+        if latency_budget_s is not None and not df["meets_latency"].all():
+            parts.append(f"{int((~df['meets_latency']).sum())} miss the latency budget of "
+                         f"{latency_budget_s * 1e3:g} ms/token (the fastest takes "
+                         f"{df['latency_sd_s'].min() * 1e3:.2f} ms)")
+        why = f"At batch {batch} no candidate of {len(df)} can be used: {', '.join(parts)}."
+    smaller = largest_batch(base, strategies, batch, latency_budget_s) if strategies else 0
+    if not smaller:
+        notes.insert(0, why)
+        return None
+    sub = advise(model, hardware, gpus, smaller, seq_len, latency_budget_s, _fallback=True, **kwargs)
+    sub.notes = [why, *sub.notes]
+    sub.verdict = (f"Not at batch {batch}: no draft strategy can be used there (see the note). At batch "
+                   f"{smaller}, the largest at which one can: {sub.verdict}")
+    sub.requested_batch = batch
+    sub.target_fit = fit
+    return sub
 
 
 ADVICE_COLUMNS = (
     "rank", "strategy", "draft", "kv_method", "kv_budget", "gamma", "acceptance", "speedup",
     "speedup_lo", "speedup_hi", "engine",
     "throughput_sd_tok_s", "throughput_ar_tok_s", "latency_sd_s", "latency_ar_s",
-    "memory_per_gpu_bytes", "fits_memory", "meets_latency", "draft_cost", "verify_cost",
+    "memory_per_gpu_bytes", "fits_memory", "engine_runs", "meets_latency", "draft_cost", "verify_cost",
     "loop_cost",
     "expected_tokens", "acceptance_source", "why_excluded",
 )

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .acceptance import KV_METHODS
 from .errors import InputError, closest
 from .hardware import EFFICIENCY_KEYS, OPTIONAL_EFFICIENCY, HardwareProfile, toml_key, toml_value
 
@@ -64,6 +65,17 @@ ENGINE_TERMS = REQUIRED_TERMS + ALLREDUCE_TERMS + OPTIONAL_TERMS
 #: Efficiency keys an engine may override (fractions of the datasheet peaks).
 EFFICIENCY_OVERRIDES = tuple(k for k in EFFICIENCY_KEYS if k.endswith("_bw") or k.endswith("_flops")) \
     + OPTIONAL_EFFICIENCY
+
+#: Kinds of draft strategy an engine's ``[supports]`` names (a model name counts as ``model``).
+STRATEGY_KINDS = ("self", "model", "eagle", "mtp", "ngram")
+#: KV methods a ``[supports]`` entry may add to a kind (``KIND+KV_METHOD``): perfmodel's list.
+SUPPORT_KV_METHODS = KV_METHODS
+
+
+def strategy_kind(draft: str) -> str:
+    """The kind of a ``--draft`` value: self, eagle, mtp, ngram, or model (any other name)."""
+    return draft if draft in STRATEGY_KINDS else "model"
+
 
 #: The engine used when ``--engine`` is not given (docs/model.md §5 says why).
 DEFAULT_ENGINE = "generic"
@@ -85,6 +97,26 @@ class EngineProfile:
     path: str = ""
     #: the hardware profile the ``[efficiency]`` overrides were determined on ("": any)
     hardware: str = ""
+    #: the draft strategies the engine can run (``[supports] strategies``: entries ``KIND`` or
+    #: ``KIND+KV_METHOD``, :data:`STRATEGY_KINDS`); empty: any (a cost model, not one product)
+    supports: tuple[str, ...] = ()
+    supports_source: str = ""
+
+    # ------------------------------------------------------------------ strategies
+    def runs(self, draft: str, kv_method: str) -> bool:
+        """Whether this engine can run the draft strategy (``--draft`` name and KV method)."""
+        if not self.supports:
+            return True
+        kind = strategy_kind(draft)
+        return kind in self.supports or f"{kind}+{kv_method}" in self.supports
+
+    def cannot_run(self, draft: str, kv_method: str) -> str:
+        """A note where this engine cannot run the strategy (``""`` where it can), naming what it runs."""
+        if self.runs(draft, kv_method):
+            return ""
+        what = draft if strategy_kind(draft) != "model" else f"a standalone draft ({draft})"
+        return (f"engine {self.name} cannot run {what} with a {kv_method} KV cache (it runs: "
+                f"{', '.join(self.supports)})")
 
     # ------------------------------------------------------------------ values
     def value(self, key: str) -> float:
@@ -243,10 +275,11 @@ def engine_from_dict(doc: dict[str, Any], path: str = "<dict>") -> EngineProfile
     if not isinstance(doc, dict):
         raise InputError(f"engine {path}: expected a TOML document")
     unknown = set(doc) - {"name", "description", "hardware", "terms", "efficiency", "stderr",
-                          "sources", "calibration"}
+                          "sources", "calibration", "supports"}
     if unknown:
         raise InputError(f"engine {path}: unknown keys {sorted(unknown)}; allowed: name, description, "
-                         f"hardware, [terms], [efficiency], [stderr], [sources], [calibration]")
+                         f"hardware, [terms], [efficiency], [stderr], [sources], [calibration], "
+                         f"[supports]")
     on = doc.get("hardware", "")
     if not isinstance(on, str):
         raise InputError(f"engine {path}: hardware={on!r} must be a profile name")
@@ -286,10 +319,36 @@ def engine_from_dict(doc: dict[str, Any], path: str = "<dict>") -> EngineProfile
     calibration = dict(_table(doc, "calibration", path))
     if calibration:
         _check_calibration(calibration, params, path)
+    supports, supports_source = _supports(_table(doc, "supports", path), path)
     name = str(doc.get("name") or Path(path).stem)
     return EngineProfile(name=name, description=str(doc.get("description", name)), terms=terms,
                          efficiency=efficiency, stderr=stderr, sources=sources,
-                         calibration=calibration, path=path, hardware=on)
+                         calibration=calibration, path=path, hardware=on, supports=supports,
+                         supports_source=supports_source)
+
+
+def _supports(table: dict[str, Any], path: str) -> tuple[tuple[str, ...], str]:
+    """``[supports]``: ``strategies`` (``KIND`` or ``KIND+KV_METHOD`` entries) and its ``source``."""
+    if not table:
+        return (), ""
+    unknown = set(table) - {"strategies", "source"}
+    if unknown:
+        raise InputError(f"engine {path}: [supports] has unknown keys {sorted(unknown)}; allowed: "
+                         f"strategies, source")
+    items = table.get("strategies")
+    allowed = f"{', '.join(STRATEGY_KINDS)}, each optionally +{'/+'.join(SUPPORT_KV_METHODS)}"
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+        raise InputError(f"engine {path}: [supports] strategies must be a non-empty list of strings; "
+                         f"allowed entries: {allowed}")
+    for item in items:
+        kind, _, method = item.partition("+")
+        if kind not in STRATEGY_KINDS or (method and method not in SUPPORT_KV_METHODS):
+            raise InputError(f"engine {path}: [supports] strategy {item[:60]!r} is not allowed; "
+                             f"allowed: {allowed}")
+    source = table.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise InputError(f"engine {path}: [supports] needs a source (every value needs a source)")
+    return tuple(items), source
 
 
 def _check_calibration(cal: dict[str, Any], params: set[str], path: str) -> None:
@@ -385,4 +444,7 @@ def engine_to_toml(engine: EngineProfile, header: str = "") -> str:
             continue
         lines.append(f"\n[{table}]")
         lines.extend(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in values.items())
+    if engine.supports:
+        lines += ["\n[supports]", f"strategies = {toml_value(list(engine.supports))}",
+                  f"source = {toml_value(engine.supports_source)}"]
     return "\n".join(lines) + "\n"

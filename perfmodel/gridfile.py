@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .feasibility import Infeasible, feasible
 from .grid import CHUNK_EVALUATIONS, chunk_queries, grid_rows
 from .outfiles import OutputLock, atomic_output, remove_stale_partials
 from .sweep import Query, predict
@@ -38,7 +39,10 @@ class GridWrite:
     path: Path
     rows: int
     bytes: int
+    #: the best-speedup row among points that can run (fit in memory, within the model's context)
     best: dict[str, Any] = field(default_factory=dict)
+    #: how many points cannot run
+    infeasible: Infeasible = field(default_factory=Infeasible)
 
 
 def human_bytes(n: float) -> str:
@@ -114,6 +118,7 @@ def write_grid(
     first_df = predict(first)  # bad input is reported here, before any file is opened
     free = free_bytes or (lambda folder: shutil.disk_usage(folder).free)
     best: dict[str, Any] = {}
+    lost = Infeasible()
     done = 0
     with OutputLock(path, flag=flag):
         remove_stale_partials(path)
@@ -125,6 +130,7 @@ def write_grid(
                     writer.write(df)
                     done += len(df)
                     _track_best(best, df)
+                    lost = lost + Infeasible.of(df)
                     if on_rows is not None:
                         on_rows(done, total)
                     if done == len(first_df) and done < total:
@@ -134,11 +140,12 @@ def write_grid(
             finally:
                 writer.close()
             size = tmp.stat().st_size
-    return GridWrite(path, done, size, best)
+    return GridWrite(path, done, size, best, lost)
 
 
 def _track_best(best: dict[str, Any], df) -> None:
-    sp = df["speedup"]
+    """Keep in ``best`` the row of highest speedup among the points that can run."""
+    sp = df["speedup"].where(feasible(df))
     if not len(sp) or sp.isna().all():
         return
     i = sp.idxmax()

@@ -42,10 +42,15 @@ def format_bits(name: str) -> float:
 
 
 #: ``--weight-dtype`` choices: CLI name -> format ("native": what the checkpoint stores).
-WEIGHT_CHOICES: dict[str, str | None] = {"native": None, "bf16": "bf16", "fp16": "fp16",
+WEIGHT_CHOICES: dict[str, str | None] = {"native": None, "fp32": "fp32", "bf16": "bf16", "fp16": "fp16",
                                          "fp8": "fp8_e4m3", "int4": "int4_g128", "mxfp4": "mxfp4"}
 #: ``--kv-dtype`` choices: CLI name -> format ("native": the activations' format).
-KV_CHOICES: dict[str, str | None] = {"native": None, "bf16": "bf16", "fp16": "fp16", "fp8": "fp8_e4m3"}
+KV_CHOICES: dict[str, str | None] = {"native": None, "fp32": "fp32", "bf16": "bf16", "fp16": "fp16",
+                                     "fp8": "fp8_e4m3"}
+#: ``--weight-dtype`` choices that set the activations' format too: a model whose weights are in
+#: fp32 runs in fp32 (activations, KV by default, GEMMs at the fp32 peak), as ``validate`` runs
+#: on a CPU; the other weight formats keep the model's activations (dequantised in the kernel).
+RUNS_IN: dict[str, int] = {"fp32": 4}
 #: Formats whose GEMMs run on fp8 tensor cores (weights and activations in fp8, W8A8 with dynamic
 #: activation scales as DeepSeek-V3's checkpoint and vLLM's fp8 path do); every other weight
 #: format is dequantised in the kernel and multiplies at the activations' precision (W4A16).

@@ -32,7 +32,7 @@ from .engine import EngineProfile, resolve_engine
 from .errors import InputError
 from .hardware import HardwareProfile, load_profile
 from .method_acceptance import lookup_method
-from .number_formats import Formats, formats_for
+from .number_formats import RUNS_IN, Formats, formats_for
 from .parallel import Shard, shard
 from .speculative import GAMMA_MAX, check_gamma, expected_tokens, omega_positions
 from .step import StepTime, step_time
@@ -171,6 +171,15 @@ class Scenario:
 
 
 
+def runs_in(arch: ModelArch, weight_dtype: str) -> ModelArch:
+    """``arch`` as it runs under ``--weight-dtype``: with fp32 weights the activations (and the
+    native KV format) are fp32 too (:data:`number_formats.RUNS_IN`); otherwise unchanged."""
+    size = RUNS_IN.get(weight_dtype)
+    if size is None or arch.dtype_bytes == size:
+        return arch
+    return replace(arch, dtype_bytes=size)
+
+
 def check_budgets(kv_budget: Sequence[int], seq_len: Sequence[int], *, full_allowed: bool = True) -> None:
     """Refuse a KV budget (tokens) that is not smaller than every sequence length (tokens).
 
@@ -188,8 +197,10 @@ def check_budgets(kv_budget: Sequence[int], seq_len: Sequence[int], *, full_allo
 
 def resolve(query: Query) -> list[Scenario]:
     """Validate ``query`` and resolve it into one :class:`Scenario` per GPU count."""
-    target = get_model(query.model)
+    target = runs_in(get_model(query.model), query.weight_dtype)
     draft = make_draft(query.draft, target, query.kv_method, query.draft_vocab)
+    if draft.kind == "model":
+        draft = replace(draft, arch=runs_in(draft.arch, query.weight_dtype))
     hw = query.hardware if isinstance(query.hardware, HardwareProfile) else load_profile(query.hardware)
     if query.ideal:
         hw = hw.ideal()
@@ -237,6 +248,9 @@ def resolve(query: Query) -> list[Scenario]:
         check_budgets(K, S)
     acc, acc_src = _acceptance(query, target, draft, S, K, mode, tau, positions, gammas)
     applied, notes = engine.apply_to(hw)
+    unsupported = engine.cannot_run(draft.name if draft.kind == "model" else draft.kind, draft.kv_method)
+    if unsupported:
+        notes.append(unsupported)
     ep = bool(query.expert_parallel)
     out = []
     for G in gpus_list:

@@ -59,6 +59,7 @@ RESULT_COLUMNS = (
     "regime",
     "kv_fraction",
     "fits_memory",
+    "within_context",
     "regime_verify",
     "regime_draft",
     "kv_fraction_verify",
@@ -209,8 +210,7 @@ def evaluate(scn: Scenario, intervals: bool = True) -> pd.DataFrame:
 
     draft_kv = scn.shape("draft", g, s, k)[1]
     verified = scn.verify_tokens or (gamma_sel + 1)
-    mem = weight_bytes_per_gpu(target, sh_t, scn.formats) \
-        + kv_cache_bytes(target, sh_t, b, s + verified, scn.formats)
+    mem = target_memory(scn, b, s + verified)
     if draft.is_self:
         mem = mem + kv_cache_bytes(target, sh_t, b, draft_kv + verified, scn.formats)
     elif draft.has_forward:
@@ -282,6 +282,7 @@ def evaluate(scn: Scenario, intervals: bool = True) -> pd.DataFrame:
             "regime": regime(st_t.regime_code),
             "kv_fraction": flat(st_t.kv_fraction),
             "fits_memory": flat(mem <= MEMORY_UTILIZATION * capacity),
+            "within_context": ~beyond,
             "regime_verify": regime(sel(st_v.regime_code)),
             "regime_draft": regime(st_d.regime_code) if draft.has_forward else const("none"),
             "kv_fraction_verify": flat(sel(st_v.kv_fraction)),
@@ -303,6 +304,13 @@ def evaluate(scn: Scenario, intervals: bool = True) -> pd.DataFrame:
         }
     )
     return df
+
+
+def target_memory(scn: Scenario, batch, tokens) -> np.ndarray:
+    """Bytes one GPU holds for the target alone: its weights plus the KV caches of ``batch``
+    sequences of ``tokens`` cached tokens each (the draft's weights and caches come on top)."""
+    return weight_bytes_per_gpu(scn.target, scn.shard_target, scn.formats) \
+        + kv_cache_bytes(scn.target, scn.shard_target, batch, tokens, scn.formats)
 
 
 def _notes(codes: np.ndarray, texts: list[str]) -> pd.Categorical:

@@ -38,7 +38,7 @@ def test_only_the_adapter_imports_flashinfer():
 #: torch is needed); they may import it inside functions.  Every other module is torch-only and
 #: imports torch at the top.
 TORCH_FREE = {"__init__.py", "run.py", "results.py", "runconfig.py", "fit.py",
-              "engine_fit.py", "report.py", "attention/__init__.py", "attention/base.py",
+              "engine_fit.py", "handoff.py", "report.py", "attention/__init__.py", "attention/base.py",
               "attention/registry.py"}
 TOP_TORCH = re.compile(r"^(import torch|from torch)", re.MULTILINE)
 LAZY_TORCH = re.compile(r"^[ \t]+(import torch|from torch)", re.MULTILINE)

@@ -33,17 +33,22 @@ ENGINE_CANDIDATES = ("host_step_s", "host_per_seq_s")
 
 def calibrate_engine(measurements: pd.DataFrame, run_model: ModelArch, profile: HardwareProfile,
                      gpus: int, *, date: str, device: str,
-                     prior: str | EngineProfile = DEFAULT_ENGINE) -> Calibration | None:
-    """Calibrate on the measured AR steps; None (the prior is used) with fewer than 2 of them or
-    when they determine no engine term.  ``prior`` (an engine or its name/path, ``--engine``)
-    gives the starting values and prior standard errors, and the terms the AR steps leave
-    undetermined (SD-loop bookkeeping among them)."""
+                     prior: str | EngineProfile = DEFAULT_ENGINE) -> tuple[Calibration | None, str]:
+    """Calibrate on the measured AR steps: ``(calibration, "")``, or ``(None, why)`` where the
+    prior is used instead: why in words, one of fewer than 2 AR steps measured (how many) or
+    AR steps that determine no engine term (how many, and which terms were tried).
+
+    ``prior`` (an engine or its name/path, ``--engine``) gives the starting values and prior
+    standard errors, and the terms the AR steps leave undetermined (SD-loop bookkeeping among them).
+    """
     try:
         data = steps_from_frame(measurements, gpus, "measurements.csv")
     except InputError:
-        return None
+        return None, ("no AR step was measured (every AR check point failed or none was run; see the "
+                      "status column of measurements.csv): the calibration needs at least 2")
     if len(data) < 2:
-        return None
+        return None, (f"only {len(data)} AR step was measured; the calibration needs at least 2 "
+                      f"(give more --batch or --seq-len values)")
     start = prior if isinstance(prior, EngineProfile) else load_engine(prior)
     prior_engine = start.with_values({"launch_s": 0.0})
     sources = dict(prior_engine.sources)
@@ -57,6 +62,8 @@ def calibrate_engine(measurements: pd.DataFrame, run_model: ModelArch, profile: 
             description=f"The validator's own SD loop and decoder on {device}, calibrated on its "
                         f"{len(data)} measured AR steps",
             date=date, origin="measurements.csv (stage check, op target_decode)",
-        )
+        ), ""
     except InputError:  # nothing in the AR steps determines an engine term: the prior applies
-        return None
+        return None, (f"the {len(data)} measured AR steps determine no engine term (the standard "
+                      f"error of each of {', '.join(ENGINE_CANDIDATES)} exceeds its fitted value and "
+                      f"the prior's: this device's host cost per step is below what they resolve)")

@@ -110,6 +110,9 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     mape_ar: float = float("nan")
     engine_path: Path | None = None
+    #: the ``predict`` command (argv) that reproduces comparison.csv (:mod:`.handoff`), and a note
+    predict_command: list[str] = field(default_factory=list)
+    predict_note: str | None = None
 
     def last_line(self) -> str:
         """The line scripts read: ``MAPE AR (fit): X%  MAPE SD step-time (held out): Y%  ...``."""

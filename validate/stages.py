@@ -59,6 +59,7 @@ from .device import capacity, device_name, free_memory, is_oom
 from .distributed import broadcast_from_rank0, finish, init_tensor_parallel
 from .engine_fit import calibrate_engine
 from .fit import FitData, FitResult, fit_profile, fitted_profile, model_times
+from .handoff import fit_warnings, layers_note, predict_command
 from .microbench import MicroBench, MicroPoint, plan_points, point_cost
 from .report import build_report
 from .results import MeasurementLog, check_rows, micro_comparison, micro_row, peak_rows, utc_now
@@ -305,6 +306,7 @@ def fit(ctx: RunContext) -> None:
         },
     )
     ctx.fit_result, ctx.fit_data = res, data
+    ctx.warnings.extend(fit_warnings(res.mape(data), len(data)))
     atomic_write_text(ctx.profile_path, profile_to_toml(ctx.profile))
     load_profile.cache_clear()
     load_profile(str(ctx.profile_path))  # what predict --hardware will load
@@ -334,25 +336,28 @@ def check(ctx: RunContext) -> None:
 
 def calibrate(ctx: RunContext) -> None:
     """5. Rank 0: the validator's engine, calibrated on the measured AR steps only (the prior is
-    ``--engine``) -> ``engine.toml``; the prior itself with fewer than 2 AR steps."""
+    ``--engine``) -> ``engine.toml``.  Where the AR steps cannot calibrate it (fewer than 2, or
+    they determine no engine term) the prior itself is written there, its header and the run's
+    warning saying which: ``engine.toml`` is always the engine comparison.csv was predicted with,
+    so ``predict --engine DIR/engine.toml`` reproduces the comparison after every run."""
     if not ctx.writer:
         return
     assert ctx.log is not None and ctx.profile is not None
     prior = resolve_engine(ctx.cfg.engine, ideal=False)
-    calib = calibrate_engine(pd.DataFrame(ctx.log.rows), ctx.run_model, ctx.profile, ctx.cfg.gpus,
-                             date=ctx.date, device=ctx.device_label, prior=prior)
+    calib, why = calibrate_engine(pd.DataFrame(ctx.log.rows), ctx.run_model, ctx.profile, ctx.cfg.gpus,
+                                  date=ctx.date, device=ctx.device_label, prior=prior)
     ctx.calibration = calib
+    written = f"Written by magicdec-model validate on {ctx.date} ({ctx.device_label})."
     if calib is None:
         ctx.engine = prior
-        ctx.warnings.append("the engine is not calibrated: fewer than 2 AR steps measured, or they "
-                            f"determine no engine term ({prior.name} engine used)")
-        if ctx.engine_path.exists():  # an earlier run's engine would no longer match this folder
-            ctx.engine_path.unlink()
-            ctx.warnings.append(f"removed {ctx.engine_path}: an earlier run's engine")
+        ctx.warnings.append(f"the engine is not calibrated: {why}; the prior engine {prior.name} is used "
+                            f"as it is, and {ctx.engine_path} is a copy of it")
+        atomic_write_text(ctx.engine_path, engine_to_toml(prior, header=(
+            f"{written}\nNOT calibrated: {why}.\nThis is the prior engine ({prior.name}) unchanged: "
+            f"the engine comparison.csv was predicted with.")))
         return
     ctx.engine = calib.engine
-    atomic_write_text(ctx.engine_path, engine_to_toml(
-        calib.engine, header=f"Written by magicdec-model validate on {ctx.date} ({ctx.device_label})."))
+    atomic_write_text(ctx.engine_path, engine_to_toml(calib.engine, header=written))
 
 
 def _micro_frame(ctx: RunContext) -> pd.DataFrame:
@@ -382,6 +387,8 @@ def report(ctx: RunContext) -> RunSummary:
     with atomic_output(cfg.out / "comparison.csv") as tmp:
         full.to_csv(tmp, index=False)
     m_ar = mape(comp, ["target_decode"])
+    ctx.warnings.extend(fit_warnings(float("nan"), 0, m_ar, int((comp["quantity"] == "target_decode").sum()),
+                                     ar_calibrated=calib is not None))
     m_step = mape(comp, SD_STEP_QUANTITIES)
     m_speed = mape(comp, ["speedup"])
     lines = [
@@ -400,10 +407,13 @@ def report(ctx: RunContext) -> RunSummary:
     ]
     build_report(cfg.out / "report.html", micro_df, comp, ctx.profile,
                  f"magicdec-model validate: {arch.name} on {ctx.device_label}", lines)
-    names = ["measurements.csv", "profile.toml"] + (["engine.toml"] if calib is not None else [])
-    files = [cfg.out / n for n in (*names, "comparison.csv", "report.html")]
+    files = [cfg.out / n for n in ("measurements.csv", "profile.toml", "engine.toml", "comparison.csv",
+                                    "report.html")]
     return RunSummary(m_step, m_speed, ctx.measured, ctx.skipped, ctx.failed, ctx.profile_path, files,
-                      ctx.warnings, mape_ar=m_ar, engine_path=ctx.engine_path if calib is not None else None)
+                      ctx.warnings, mape_ar=m_ar, engine_path=ctx.engine_path,
+                      predict_command=predict_command(cfg, arch, ctx.run_model, ctx.profile_path,
+                                                      ctx.engine_path, comp),
+                      predict_note=layers_note(cfg, arch))
 
 
 #: the measuring and fitting stages in run order (``report`` ends the run on rank 0)
@@ -426,7 +436,10 @@ def run_stages(cfg: ValidateConfig, progress: Progress | None, warn: Callable[[s
         finish()  # waits for rank 0's fit, comparison and report
         return RunSummary(float("nan"), float("nan"), ctx.measured, ctx.skipped, ctx.failed,
                           ctx.profile_path)
+    said = len(ctx.warnings)
     summary = report(ctx)
+    for msg in ctx.warnings[said:]:  # the AR steps' fit, known once they are compared
+        warn(msg)
     if ctx.distributed:
         finish()
     return summary

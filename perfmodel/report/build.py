@@ -8,6 +8,7 @@ vectorised ``predict`` call per draft); :mod:`.grid` reshapes them, :mod:`.figur
 
 from __future__ import annotations
 
+import html
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +18,9 @@ import plotly.graph_objects as go
 
 from ..advise import WORTH_IT
 from ..architecture import get_model
+from ..engine import resolve_engine
 from ..errors import InputError
+from ..feasibility import Infeasible
 from ..hardware import HardwareProfile, load_profile
 from ..strategy import Strategy, predict_strategies
 from ..sweep import Query
@@ -62,6 +65,8 @@ class Report:
     predictions: pd.DataFrame
     build_seconds: float = 0.0
     captions: dict[str, str] = field(default_factory=dict)
+    #: what the tables leave out: points that cannot run, strategies the engine cannot run
+    notes: list[str] = field(default_factory=list)
 
     def to_html(self) -> str:
         """One self-contained HTML page: plotly.js embedded once, every figure, every table."""
@@ -69,8 +74,10 @@ class Report:
                            for key, fig in self.figures.items())
         tables = (
             "<h2>Best configuration per sequence length</h2>"
-            "<p>Highest speedup over all draft strategies and batch sizes that fit in memory; "
+            "<p>Highest speedup over all draft strategies the engine runs and batch sizes that fit "
+            "in memory and the model's context; "
             f"'use' says AR where even the best speedup is below {WORTH_IT}x.</p>"
+            + "".join(f'<p class="note">{html.escape(n)}</p>' for n in self.notes)
             + table_html(self.tables["best"], "table-best")
             + "<h2>Inputs</h2>" + table_html(self.tables["inputs"], "table-inputs")
         )
@@ -103,11 +110,20 @@ def build_report(query: Query, strategies: list[Strategy]) -> Report:
     figures["throughput_latency"] = tradeoff_figure(grids)
     figures["speedup_interval"] = interval_figure(grids, str(df["engine"].iloc[0]))
     figures["strategy_map"] = strategy_map_figure(grids)
-    tables = {"inputs": inputs_table(query, hw, strategies, df), "best": best_table(grids)}
+    engine = resolve_engine(query.engine, query.ideal)
+    cannot = {s.label: engine.cannot_run(s.draft, s.kv_method) for s in strategies}
+    cannot = {k: v for k, v in cannot.items() if v}
+    tables = {"inputs": inputs_table(query, hw, strategies, df, cannot),
+              "best": best_table(grids, frozenset(cannot))}
+    notes = [Infeasible.of(df).describe("points (strategies x batches x sequence lengths)")]
+    notes += [f"{label}: {why}; left out of the best configurations" for label, why in cannot.items()]
+    if cannot:
+        notes.append(f"engine {engine.name} runs: {engine.supports_source}")
     target = get_model(query.model)
     title = (f"SD design space: {target.name} on {query.gpus[0]} x {hw.name}, "
              f"batch {query.batch[0]}-{query.batch[-1]}, seq_len {query.seq_len[0]:,}-{query.seq_len[-1]:,}")
-    return Report(figures, tables, title, df, time.perf_counter() - t0, dict(CAPTIONS))
+    return Report(figures, tables, title, df, time.perf_counter() - t0, dict(CAPTIONS),
+                  [n for n in notes if n])
 
 
 def write_report(path: str | Path, report: Report) -> Path:

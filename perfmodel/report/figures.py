@@ -148,9 +148,9 @@ def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float) ->
                                      np.broadcast_to(g.seq_len[None, :], mem.shape),
                                      mem.round(2)], axis=-1),
                 hovertemplate=(
-                    "batch %{customdata[0]}, seq_len %{customdata[1]} tokens<br>out of memory: "
-                    f"%{{customdata[2]:.1f}} GB per GPU > {MEMORY_UTILIZATION:.0%} of "
-                    f"{mem_capacity / 1e9:.1f} GB<extra></extra>"
+                    "batch %{customdata[0]}, seq_len %{customdata[1]} tokens<br>cannot run: "
+                    f"%{{customdata[2]:.1f}} GB per GPU (usable: {MEMORY_UTILIZATION:.0%} of "
+                    f"{mem_capacity / 1e9:.1f} GB), or past the model's maximum context<extra></extra>"
                 ),
                 name="out of memory",
             )
@@ -432,7 +432,7 @@ def strategy_map_figure(grids: list[Grid]) -> go.Figure:
     winner = np.asarray(kinds, dtype=object)[order[0]]
     none = ~(top >= WORTH_IT)
     code = np.where(none, 0, [[MAP_KINDS.index(w) for w in row] for row in winner]).astype(float)
-    code[~np.isfinite(top)] = np.nan  # nothing fits in memory: no cell
+    code[~np.isfinite(top)] = np.nan  # nothing can run (memory, context): no cell
     win_label = np.where(none, "autoregressive", np.choose(order[0], [label[k] for k in kinds]))
     margin = np.where(none, np.where(np.isfinite(top), top, np.nan),
                       top / np.where(np.isfinite(second), np.maximum(second, 1.0), 1.0))
@@ -458,7 +458,7 @@ def strategy_map_figure(grids: list[Grid]) -> go.Figure:
     ))
     fig.update_layout(
         title={"text": f"Which draft wins: colour = kind of the best strategy (grey: none reaches "
-                       f"{WORTH_IT}x, use autoregressive decoding; blank: nothing fits in memory); "
+                       f"{WORTH_IT}x, use autoregressive decoding; blank: nothing can run: memory, context); "
                        f"number = its speedup"},
         xaxis=_axis("sequence length (tokens)", g0.seq_len, xe),
         yaxis=_axis("batch size (sequences)", g0.batch, ye), height=520,

@@ -17,6 +17,7 @@ from ..advise import WORTH_IT
 from ..architecture import get_model
 from ..engine import resolve_engine
 from ..errors import InputError
+from ..feasibility import feasible
 from ..hardware import HardwareProfile
 from ..strategy import Strategy
 from ..sweep import MEMORY_UTILIZATION, Query
@@ -72,7 +73,8 @@ def to_grid(df: pd.DataFrame, strategy: Strategy) -> Grid:
         "critical_seq_len": col("critical_seq_len"),
         "comm_pct": col("comm_fraction") * 100.0,
     }
-    return Grid(strategy, B, S, arrays, col("fits_memory").astype(bool), df)
+    # fits: the point can run (fits in memory and is within the model's maximum context)
+    return Grid(strategy, B, S, arrays, feasible(df).reshape(shape), df)
 
 
 def speedup_range(grids: list[Grid]) -> tuple[float, float]:
@@ -85,7 +87,8 @@ def speedup_range(grids: list[Grid]) -> tuple[float, float]:
 
 
 def inputs_table(
-    query: Query, hw: HardwareProfile, strategies: list[Strategy], df: pd.DataFrame
+    query: Query, hw: HardwareProfile, strategies: list[Strategy], df: pd.DataFrame,
+    cannot_run: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Rows (item, value, source) describing every input of the report."""
     target = get_model(query.model)
@@ -109,7 +112,8 @@ def inputs_table(
         elif s.draft != "self":
             d = get_model(s.draft)
             src = f"{d.name}: {d.param_count() / 1e9:.2f} B parameters; {d.source or d.hf_id}"
-        rows.append((f"draft strategy: {s.label}", s.label, src))
+        flag = (cannot_run or {}).get(s.label)
+        rows.append((f"draft strategy: {s.label}", s.label + (f" (FLAGGED: {flag})" if flag else ""), src))
         part = df[df["strategy"] == s.label]
         for source, accs in part.groupby("acceptance_source", sort=False)["acceptance"]:
             lo, hi = float(accs.min()), float(accs.max())
@@ -128,19 +132,23 @@ def inputs_table(
     return pd.DataFrame(rows, columns=["input", "value", "source"])
 
 
-def best_table(grids: list[Grid]) -> pd.DataFrame:
-    """Per sequence length: the strategy and batch of highest speedup among points that fit in memory."""
+def best_table(grids: list[Grid], cannot_run: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """Per sequence length: the strategy and batch of highest speedup among points that can run
+    (fit in memory, within the model's context), over strategies the engine runs (labels in
+    ``cannot_run`` are left out)."""
     rows = []
     S = grids[0].seq_len
     for j, s in enumerate(S):
         best = None
         for g in grids:
+            if g.strategy.label in cannot_run:
+                continue
             sp = np.where(g.fits[:, j], g.arrays["speedup"][:, j], -np.inf)
             i = int(np.argmax(sp))
             if np.isfinite(sp[i]) and (best is None or sp[i] > best[0]):
                 best = (sp[i], g, i)
         if best is None:
-            rows.append({"seq_len": int(s), "strategy": "nothing fits in memory"})
+            rows.append({"seq_len": int(s), "strategy": "nothing can run (memory, context or engine)"})
             continue
         _, g, i = best
         a = g.arrays

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -80,7 +81,10 @@ def calibrate_cmd(
     atomic_write_text(path, engine_to_toml(
         res.engine, header=f"Written by magicdec-model calibrate on {today} from {steps}."))
     _print(res, target.name, hw.name)
-    typer.echo(f"wrote {path}; use it with: magicdec-model predict ... --engine {path}")
+    from .output import command, say
+    say(f"wrote {path}; use it with:")
+    command(["magicdec-model predict", f"--model {shlex.quote(model)}", f"--hardware {shlex.quote(hardware)}",
+             f"--gpus {g[0]}", f"--engine {shlex.quote(str(path))}"])
 
 
 def _print(res, model: str, hw: str) -> None:

@@ -167,7 +167,7 @@ def described(rows: Iterable[tuple[str, str, str]], con: Console | None = None, 
     rows = list(rows)
     if not rows:
         return
-    kw = max(key_width, *(cell_len(k) for k, _, _ in rows))
+    kw = key_width or max(cell_len(k) for k, _, _ in rows)  # a longer key overflows its column
     vw = max(cell_len(v) for _, v, n in rows if n) if any(n for _, _, n in rows) else 0
     for key, value, note in rows:
         head = f"{indent}{key.ljust(kw)} "
@@ -177,6 +177,23 @@ def described(rows: Iterable[tuple[str, str, str]], con: Console | None = None, 
             hang = " " * len(head) if width - len(head) >= 30 else indent + "    "
         for ln in wrap(text, width, hang):
             con.print(Text(ln), soft_wrap=True, crop=False, overflow="ignore")
+
+
+def command(words: Sequence[str], con: Console | None = None, width: int | None = None) -> None:
+    """Print a shell command that can be pasted as printed: ``words`` (already quoted; a flag and its
+    value may be one item, kept on one line) joined into lines broken between items, each line but
+    the last ending in a backslash continuation."""
+    con = con or console()
+    width = width or width_of(con)
+    lines: list[str] = []
+    for word in words:
+        if lines and cell_len(lines[-1]) + 1 + cell_len(word) + 2 <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(("    " if lines else "") + word)
+    for n, ln in enumerate(lines):
+        con.print(Text(ln + (" \\" if n < len(lines) - 1 else "")), soft_wrap=True, crop=False,
+                  overflow="ignore")
 
 
 def legend(items: Iterable[str], con: Console | None = None, style: str = "dim",

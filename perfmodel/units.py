@@ -38,7 +38,7 @@ def _scaled(value: float, steps: tuple[tuple[float, str], ...]) -> str:
     for factor, name in steps:
         if abs(value) >= factor:
             return f"{value / factor:.4g} {name}"
-    return f"{value / steps[-1][0]:.4g} {steps[-1][1]}"
+    return f"{value:.3g} {steps[[f for f, _ in steps].index(1.0)][1]}"  # tiny: in the base unit
 
 
 def with_unit(key: str, value: float) -> str:

@@ -207,4 +207,5 @@ def sweep_cmd(
     best = res.best
     where = (f"; best speedup {best['speedup']:.2f} at batch {best['batch']}, seq_len "
              f"{best['seq_len']}, gamma {best['gamma']}") if best else ""
-    typer.echo(f"wrote {res.rows:,} rows to {path} ({human_bytes(res.bytes)}){where}")
+    from .output import say
+    say(f"wrote {res.rows:,} rows to {path} ({human_bytes(res.bytes)}){where}")

@@ -73,7 +73,7 @@ def report_cmd(
     ] = "1:256:9",
     seq_len: Annotated[
         str, typer.Option("--seq-len", help="Context lengths (tokens): list and/or START:STOP:COUNT range.")
-    ] = "1k:128k:15",
+    ] = "1k,2k,4k,8k,16k,32k,64k,128k",
     gamma: Gamma = "auto",
     acceptance: Acceptance = None,
     acceptance_table: AcceptanceTable = None,
@@ -110,7 +110,8 @@ def report_cmd(
         rep = build_report(query, strategies)
         write_report(path, rep)
     size_mb = path.stat().st_size / 1e6
-    typer.echo(
+    from .output import say
+    say(
         f"wrote {path} ({size_mb:.1f} MB): {len(rep.figures)} figures, {len(strategies)} strategies x "
         f"{len(query.batch)} batches x {len(query.seq_len)} sequence lengths in "
         f"{time.perf_counter() - t0:.1f} s"

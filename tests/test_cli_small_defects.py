@@ -95,3 +95,12 @@ def test_calibrate_prints_fractions_as_fractions_and_times_as_times(tmp_path, mo
     assert " ms" in rows["host_step_s"] or " us" in rows["host_step_s"]
     assert "e+" not in res.stdout
     assert "predict ..." not in res.stdout and "--engine e.toml" in res.stdout
+
+
+def test_report_default_grid_is_round(tmp_path):
+    out = tmp_path / "r.html"
+    res = runner.invoke(app, ["report", "--gpus", "8", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    # batch 1:256:9 = powers of two; seq_len 1k, 2k, ..., 128k (k = 1,000)
+    assert "9 batches x 8 sequence lengths" in " ".join(res.stdout.split())
+    assert '"ticktext":["1k","2k","4k","8k","16k","32k","64k","128k"]' in out.read_text(encoding="utf-8")

@@ -104,3 +104,16 @@ def test_report_default_grid_is_round(tmp_path):
     # batch 1:256:9 = powers of two; seq_len 1k, 2k, ..., 128k (k = 1,000)
     assert "9 batches x 8 sequence lengths" in " ".join(res.stdout.split())
     assert '"ticktext":["1k","2k","4k","8k","16k","32k","64k","128k"]' in out.read_text(encoding="utf-8")
+
+
+#: How each command's help names the draft kinds of perfmodel.drafts.make_draft (advise has no
+#: --draft: its description lists the kinds it ranks).
+KIND_WORDS = {"flag": ("'self'", "registry draft model", "'eagle'", "'mtp'", "'ngram'"),
+              "advise": ("self-speculation", "registry drafts", "EAGLE", "MTP", "n-gram")}
+
+
+@pytest.mark.parametrize("command", ["predict", "sweep", "report", "advise", "breakdown"])
+def test_help_lists_every_draft_kind(command):
+    text = " ".join(runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).stdout.split())
+    for kind in KIND_WORDS["advise" if command == "advise" else "flag"]:
+        assert kind in text, (command, kind)

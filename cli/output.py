@@ -12,6 +12,7 @@ a hanging indent (:func:`wrap`), never inside a word.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -72,11 +73,30 @@ def styled(value: str, style: str | None) -> Text:
     return Text(value, style=style or "")
 
 
+#: A number ('0.5', '1,024', '80%', '2.1x'), kept on one line with the short word after it, its unit.
+_NUMBER = re.compile(r"[-+(]?[\d][\d.,]*(%|x)?")
+#: Longest word kept with the number before it.
+_UNIT_LEN = 16
+_NBSP = "\u00a0"
+
+
+def _glue_units(text: str) -> str:
+    words = text.split(" ")
+    out = [words[0]]
+    for prev, word in zip(words, words[1:], strict=False):
+        glue = _NUMBER.fullmatch(prev) is not None and 0 < len(word) <= _UNIT_LEN
+        out.append((_NBSP if glue else " ") + word)
+    return "".join(out)
+
+
 def wrap(text: str, width: int, indent: str = HANG) -> list[str]:
     """``text`` in lines of at most ``width`` columns, broken between words only (a word longer than
-    the line stays whole); continuation lines indented by ``indent``."""
-    return textwrap.wrap(text, width=width, subsequent_indent=indent, break_long_words=False,
-                         break_on_hyphens=False) or [""]
+    the line stays whole, and a number stays with the word after it, its unit); continuation lines
+    indented by ``indent``."""
+    glued = _glue_units(text)  # textwrap breaks at ASCII whitespace only
+    lines = textwrap.wrap(glued, width=width, subsequent_indent=indent, break_long_words=False,
+                          break_on_hyphens=False)
+    return [ln.replace(_NBSP, " ") for ln in lines] or [""]
 
 
 def natural_width(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> int:

@@ -64,6 +64,9 @@ def test_legend_breaks_between_phrases_and_wrap_between_words():
     assert text.splitlines() == [phrases[0] + "; " + phrases[1] + ";", phrases[2]]
     assert wrap("one two three", 8) == ["one two", "  three"]
     assert wrap("averyveryverylongword x", 8) == ["averyveryverylongword", "  x"]  # never cut
+    # a number keeps its unit: never 'SD loop 0.5' / 'ms/iteration'
+    assert wrap("SD loop 0.5 ms/iteration", 14) == ["SD loop", "  0.5 ms/iteration"]
+    assert wrap("carry 80% intervals", 12) == ["carry", "  80% intervals"]
 
 
 # ------------------------------------------------------------------ every command, in process

@@ -213,8 +213,8 @@ def regime_figure(grids: list[Grid]) -> go.Figure:
     titles = []
     for g in grids:
         lab = g.strategy.label
-        titles += [f"target decode step ({lab})", f"verify step, best gamma ({lab})",
-                   f"draft step ({lab})"]
+        titles += [f"{lab}<br>target decode step", f"{lab}<br>verify step, best gamma",
+                   f"{lab}<br>draft step"]
     fig = make_subplots(rows=n, cols=3, subplot_titles=titles, horizontal_spacing=0.06,
                         vertical_spacing=min(0.12, 0.3 / max(n - 1, 1)))
     colorscale = [[0, _MEM_COLOR], [0.5, _MEM_COLOR], [0.5, _COMP_COLOR], [1, _COMP_COLOR]]
@@ -409,7 +409,7 @@ def interval_figure(grids: list[Grid], engine: str) -> go.Figure:
             x = g.seq_len[ok]
             a = g.arrays
             lo, mid, hi = a["speedup_lo"][i, ok], a["speedup"][i, ok], a["speedup_hi"][i, ok]
-            group = f"{si}-{i}"
+            group = g.strategy.label
             fig.add_trace(go.Scatter(
                 x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
                 fillcolor=color, opacity=0.18, line={"width": 0}, hoverinfo="skip",
@@ -417,8 +417,7 @@ def interval_figure(grids: list[Grid], engine: str) -> go.Figure:
             ))
             fig.add_trace(go.Scatter(
                 x=x, y=mid, mode="lines+markers", marker={"size": 4}, line={"color": color, "dash": dash},
-                legendgroup=group, name=f"batch {g.batch[i]}",
-                legendgrouptitle={"text": g.strategy.label} if n == 0 else None,
+                legendgroup=group, name=f"batch {g.batch[i]}", legendgrouptitle={"text": group},
                 customdata=np.stack([np.full(x.shape, g.batch[i]), x, mid.round(4), lo.round(4),
                                      hi.round(4), a["gamma"][i, ok]], axis=-1).astype(float),
                 hovertemplate=(f"{g.strategy.label}<br>batch %{{customdata[0]}}, seq_len "
@@ -430,7 +429,7 @@ def interval_figure(grids: list[Grid], engine: str) -> go.Figure:
     fig.update_layout(
         title={"text": f"Speedup with its 80% prediction interval (shaded), engine {engine}"},
         xaxis=_axis("sequence length (tokens)", grids[0].seq_len),
-        yaxis={"title": {"text": "speedup (x)"}}, height=540, legend=_BELOW,
+        yaxis={"title": {"text": "speedup (x)"}}, height=540, legend={**_BELOW, "groupclick": "togglegroup"},
     )
     return fig
 

@@ -21,7 +21,7 @@ PAPER_HARDWARE_DEFAULT = "a100-80gb-sxm"
 
 
 def _print(a: Comparison, b: Comparison | None) -> None:
-    from .output import Column, console, say, show
+    from .output import Column, console, legend, say, show
     con = console()
     say(f"MagicDec 8xA100 end-to-end speedups vs magicdec-model on 8 x {a.hardware} "
         f"(gamma: {'model best' if a.gamma_mode == 'auto' else 'paper'})", con)
@@ -47,7 +47,7 @@ def _print(a: Comparison, b: Comparison | None) -> None:
     line = f"MAPE {a.engine} {a.mape_pct:.1f} %"
     if b is not None:
         line += f", {b.engine} {b.mape_pct:.1f} %"
-    say(f"{line} over {len(a.rows)} rows (error = (model - paper) / paper)", con, "bold")
+    legend([f"{line} over {len(a.rows)} rows", "error = (model - paper) / paper"], con, "bold")
     if b is not None:
         say(f"{b.engine} is calibrated on the paper engine's measured autoregressive steps only; the SD "
             "speedups above are not fitted.", con, "dim")

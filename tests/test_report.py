@@ -275,3 +275,15 @@ def test_each_colour_has_one_meaning():
     special = {f._OOM_COLOR, f._NO_GAIN_COLOR}
     assert len(regime | kinds | speed | special) == len(regime) + len(kinds) + len(speed) + len(special)
     assert f._MAP_COLORS[0] == f._NO_GAIN_COLOR  # 'use AR' is white, as speedup 1 is in the heatmaps
+
+
+def test_summary_says_when_sd_never_pays_and_when_nothing_fits():
+    # acceptance 0: every draft token rejected, Omega = 1 token per step, so SD is slower everywhere
+    q = Query(model="llama-3.1-8b", batch=[1, 64], seq_len=[8000, 32000], gpus=[8], acceptance=0.0)
+    rep0 = build_report(q, [SELF])
+    assert "SD does not pay anywhere on this grid" in rep0.summary[1]
+    assert "acceptance: given on the command line" in rep0.title
+    # LLaMA-3.1-70B: 141 GB of bf16 weights (models.md) > 90% of one 40 GB A100
+    q = Query(model="llama-3.1-70b", batch=[1, 8], seq_len=[1000, 8000], gpus=[1], hardware="a100-40gb-sxm")
+    rep1 = build_report(q, [SELF])
+    assert rep1.summary[0].startswith("No point of the grid fits in GPU memory")

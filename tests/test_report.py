@@ -287,3 +287,12 @@ def test_summary_says_when_sd_never_pays_and_when_nothing_fits():
     q = Query(model="llama-3.1-70b", batch=[1, 8], seq_len=[1000, 8000], gpus=[1], hardware="a100-40gb-sxm")
     rep1 = build_report(q, [SELF])
     assert rep1.summary[0].startswith("No point of the grid fits in GPU memory")
+
+
+def test_legends_fit_short_entries_grouped_under_the_plot(rep):
+    for key in ("step_ratios", "throughput_latency", "speedup_interval"):
+        fig = rep.figures[key]
+        assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0, key  # below the plot
+        shown = [t for t in fig.data if t.showlegend is not False]
+        assert shown and all(len(t.name) <= 12 for t in shown), (key, [t.name for t in shown])
+        assert all(t.legendgrouptitle.text for t in shown), key  # the strategy names the group

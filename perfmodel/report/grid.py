@@ -104,7 +104,10 @@ def inputs_table(
     for s in strategies:
         src = "the target's own weights"
         if s.draft in ("eagle", "mtp"):
-            src = f"a {s.draft} head on the target's hidden states (docs/model.md, draft kinds)"
+            src = {"eagle": "an EAGLE head on the target's hidden states (EAGLE, arXiv 2401.15077): one "
+                            "decoder layer of the target's shape with an input projection",
+                   "mtp": "the model's multi-token-prediction module (DeepSeek-V3, arXiv 2412.19437): one "
+                          "decoder layer with an input projection"}[s.draft]
         elif s.draft == "ngram":
             src = "n-gram prompt lookup: no GPU model; the engine's ngram_lookup_s per sequence"
         elif s.draft != "self":

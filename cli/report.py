@@ -110,8 +110,7 @@ def report_cmd(
         rep = build_report(query, strategies)
         write_report(path, rep)
     size_mb = path.stat().st_size / 1e6
-    from .output import say
-    say(
+    typer.echo(
         f"wrote {path} ({size_mb:.1f} MB): {len(rep.figures)} figures, {len(strategies)} strategies x "
         f"{len(query.batch)} batches x {len(query.seq_len)} sequence lengths in "
         f"{time.perf_counter() - t0:.1f} s"

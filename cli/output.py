@@ -4,9 +4,10 @@ prediction DataFrames (table, CSV or JSON).
 The layout rule (:func:`show`): a table is printed as a table only where its natural width (every
 column as wide as its widest cell) fits the output; otherwise every row becomes a block, one record
 per block: its ``name: value`` fields packed into lines, continuation lines indented.  No column is
-dropped and no cell is cut, whatever the width.  The width is the terminal's, or ``$COLUMNS``, or 80 where stdout is a pipe or a file (rich's
-rule).  Footers and legends are wrapped between phrases (:func:`legend`), long text between words with
-a hanging indent (:func:`wrap`), never inside a word.
+dropped and no cell is cut, whatever the width.  The width is the terminal's, or ``$COLUMNS``, or
+80 where stdout is a pipe or a file (rich's rule).  Footers and legends are wrapped between phrases
+(:func:`legend`), long text between words with a hanging indent (:func:`wrap`), never inside a word
+nor between a number and its unit.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ COMMANDS = {
     "hardware-show": (["hardware", "show", "h100-sxm"], ["989.4 TFLOP/s", "3.35 TB/s", "80 GiB"]),
     "engines-list": (["engines", "list"], ["magicdec-8xa100", r"generic \(default\)", "calibrated"]),
     "engines-show": (["engines", "show", "generic"], ["host_step_s", "2 ms"]),
-    "sweep": (["sweep", "--out", "g.csv", "--gpus", "8", "--batch", "1:256:9"], ["wrote 72 rows", "best speedup"]),
+    "sweep": (["sweep", "--out", "g.csv", "--gpus", "8", "--batch", "1:256:9"],
+              ["wrote 72 rows", "best speedup"]),
     "calibrate": (["calibrate", "--steps", STEPS_CSV, "--model", "llama-2-7b-32k", "--gpus", "8",
                    "--out", "e.toml"], ["host_step_s", "attention_bw", "of peak", "fitted"]),
 }

@@ -1,6 +1,6 @@
 """Benchmark: marginal cost per grid point of ``magicdec-model sweep`` (CSV written) against a
-per-configuration call of llm-analysis, the fastest installable scalar peer (shared/reference/
-peers.md: ``inference()`` about 0.35 ms per configuration), in the same run.
+per-configuration call of llm-analysis (cli99/llm-analysis on GitHub), the fastest installable scalar
+peer we found (its ``inference()`` takes about 0.35 ms per configuration), in the same run.
 
 Ours: two ``sweep --out grid.csv`` runs through the CLI (a subprocess each: start-up, parsing,
 the model, pyarrow's CSV writer), a small and a large grid; the marginal cost per point is the

@@ -49,65 +49,59 @@ _SHORT = {"streamingllm": "stream", "snapkv": "snap"}
 
 
 def _print(adv: Advice, top: int, engine: str | None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     from magicdec_model.perfmodel.engine import resolve_engine
 
-    from .output import engine_footer, safe
-    console = Console(width=min(Console().width, 110), highlight=False)
+    from .output import Column, console, engine_footer, legend, say, show, styled
+    con = console()
     df = adv.ranking
     first = df.iloc[0]
     asked = f" (asked: {adv.requested_batch}, which cannot run)" if adv.requested_batch != adv.batch else ""
-    console.print(
-        f"[bold]{safe(first['model'])}[/] on {first['gpus']} x {safe(first['hardware'])}, "
-        f"batch {first['batch']}{asked}, "
+    say(f"{first['model']} on {first['gpus']} x {first['hardware']}, batch {first['batch']}{asked}, "
         f"seq_len {first['seq_len']:,}: AR {first['latency_ar_s'] * 1e3:.2f} ms/token, "
-        f"{first['throughput_ar_tok_s']:,.0f} tok/s"
-    )
-    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
-    notes = df.head(top)["why_excluded"].astype(bool).any()
-    heads = ["#", "draft", "KV", "γ", "acc", "spdup", "80% range", "SD tok/s", "SD ms", "GB",
-             "γT_D/T_T", "T_V/T_T"]
-    for h in heads + (["excluded"] if notes else []):
-        left = h in ("draft", "KV", "excluded")
-        table.add_column(h, justify="left" if left else "right", no_wrap=h != "excluded")
-    for _, r in df.head(top).iterrows():
-        sp = f"{r['speedup']:.2f}"
-        if r["speedup"] < 1:
-            sp = f"[red]{sp}[/]"
+        f"{first['throughput_ar_tok_s']:,.0f} tok/s", con, "bold")
+    shown = df.head(top)
+    reasons = list(dict.fromkeys(r for r in shown["why_excluded"] if r))
+    cols = [Column("#", "rank"), Column("draft", left=True), Column("KV", "draft KV", left=True),
+            Column("γ", "gamma"), Column("acc", "acceptance"), Column("spdup", "speedup"),
+            Column("80% range", "80% interval"), Column("SD tok/s"), Column("SD ms", "SD ms/token"),
+            Column("GB", "GB per GPU"), Column("γT_D/T_T"), Column("T_V/T_T")]
+    cols += [Column("excl", "excluded", left=True)] if reasons else []
+    rows = []
+    for _, r in shown.iterrows():
         kv = "full" if r["kv_method"] == "full" else f"{_SHORT[r['kv_method']]} {r['kv_budget']}"
         cells = [
-            str(r["rank"]) if r["rank"] else "-", safe(r["draft"]), kv, str(r["gamma"]),
-            f"{r['acceptance']:.2f}",
-            sp, f"{r['speedup_lo']:.2f}-{r['speedup_hi']:.2f}", f"{r['throughput_sd_tok_s']:,.0f}",
-            f"{r['latency_sd_s'] * 1e3:.2f}",
-            f"{r['memory_per_gpu_bytes'] / 1e9:.1f}", f"{r['draft_cost']:.2f}", f"{r['verify_cost']:.2f}",
+            str(r["rank"]) if r["rank"] else "-", str(r["draft"]), kv, str(r["gamma"]),
+            f"{r['acceptance']:.2f}", styled(f"{r['speedup']:.2f}", "red" if r["speedup"] < 1 else None),
+            f"{r['speedup_lo']:.2f}-{r['speedup_hi']:.2f}", f"{r['throughput_sd_tok_s']:,.0f}",
+            f"{r['latency_sd_s'] * 1e3:.2f}", f"{r['memory_per_gpu_bytes'] / 1e9:.1f}",
+            f"{r['draft_cost']:.2f}", f"{r['verify_cost']:.2f}",
         ]
-        table.add_row(*cells + ([safe(r["why_excluded"])] if notes else []))
-    console.print(table)
+        if reasons:
+            cells.append(f"[{reasons.index(r['why_excluded']) + 1}]" if r["why_excluded"] else "")
+        rows.append(cells)
+    show(cols, rows, con)
+    for n, why in enumerate(reasons, start=1):
+        say(f"[{n}] excluded: {why}", con, "dim")
     if len(df) > top:
-        console.print(f"({len(df) - top} more candidates; --top N to show more)", style="dim")
-    console.print(
-        "speedup = Ω / (γT_D/T_T + T_V/T_T) (MagicDec Eq. 1); KV: draft KV method and budget "
-        "(stream = StreamingLLM, snap = SnapKV); acc = acceptance rate; SD ms = ms/token; GB = weights "
-        "+ KV caches per GPU.", style="dim",
-    )
-    for src in dict.fromkeys(df["acceptance_source"].head(top)):
-        console.print(f"acceptance: {src}", style="dim", markup=False)
+        say(f"({len(df) - top} more candidates; --top N to show more)", con, "dim")
+    legend(["speedup = Ω / (γT_D/T_T + T_V/T_T) (MagicDec Eq. 1)",
+            "KV: draft KV method and budget (stream = StreamingLLM, snap = SnapKV)",
+            "acc = acceptance rate", "SD ms = ms/token", "GB = weights + KV caches per GPU"], con)
+    for src in dict.fromkeys(shown["acceptance_source"]):
+        say(f"acceptance: {src}", con, "dim")
     for note in adv.skipped:
-        console.print(f"skipped: {note}", style="dim", markup=False)
+        say(f"skipped: {note}", con, "dim")
     for note in adv.notes:
-        console.print(f"note: {note}", style="yellow", markup=False)
+        say(f"note: {note}", con, "yellow")
     eng = resolve_engine(engine, bool(first["ideal"]))
     for line in engine_footer(eng):
-        console.print(line, style="dim", markup=False)
+        say(line.strip(), con, "dim")
     color = "yellow" if adv.uncertain else ("" if adv.worth_it else "red")
-    console.print(adv.verdict, style=f"bold {color}".strip(), markup=False)
+    say(adv.verdict, con, f"bold {color}".strip())
     if adv.worth_it:
         from . import engine_commands
         for line in engine_commands.lines(engine_commands.for_advice(df, first["model"], first["gpus"])):
-            console.print(line, markup=False, soft_wrap=True)
+            con.print(line, markup=False, soft_wrap=True)
 
 
 @guard
@@ -133,7 +127,9 @@ def advise_cmd(
     top: Annotated[int, typer.Option("--top", help="Candidates shown in the table.")] = 15,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
-    """Rank draft strategies (self StreamingLLM/SnapKV, smaller same-tokenizer drafts) for a workload."""
+    """Rank every draft strategy for a workload: self-speculation with a StreamingLLM or SnapKV budget,
+    smaller same-tokenizer registry drafts, an EAGLE head, the model's MTP module (where it has one)
+    and n-gram prompt lookup; say whether SD is worth it."""
     from magicdec_model.perfmodel.advise import ADVICE_COLUMNS, advise
     if fmt not in ("table", "json"):
         raise InputError(f"--format {fmt!r} is not one of: table, json")

@@ -48,13 +48,10 @@ def breakdown_cmd(
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """Show the per-op FLOPs, bytes, time and regime of one step (per GPU)."""
-    from rich.console import Console
-    from rich.table import Table
-
     from magicdec_model.perfmodel.breakdown import STEPS, step_breakdown
     from magicdec_model.perfmodel.speculative import GAMMA_MAX
 
-    from .output import FORMATS, records_plain, safe
+    from .output import FORMATS, Column, console, records_plain, say, show
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r} is not one of: {', '.join(FORMATS)}")
     step = check_choice(step, "--step", STEPS)
@@ -73,16 +70,15 @@ def breakdown_cmd(
     if fmt != "table":
         records_plain(df, fmt)
         return
-    table = Table(box=None, header_style="bold", padding=(0, 1, 0, 0))
-    for col in ("op", "class", "x", "GFLOP", "MB", "comm KB", "time us", "share", "regime"):
-        table.add_column(col, justify="left" if col in ("op", "class", "regime") else "right")
-    for r in df.itertuples():
-        table.add_row(safe(r.op), r.op_class, str(r.count), f"{r.flops / 1e9:.2f}", f"{r.bytes / 1e6:.1f}",
-                      f"{r.comm_bytes / 1e3:.0f}", f"{r.time_s * 1e6:.0f}", f"{100 * r.share:.1f}%",
-                      r.regime)
-    console = Console(width=80, highlight=False)
-    console.print(table)
+    cols = [Column("op", left=True), Column("class", left=True), Column("x", "count"), Column("GFLOP"),
+            Column("MB"), Column("comm KB"), Column("time us"), Column("share"),
+            Column("regime", left=True)]
+    rows = [[str(r.op), str(r.op_class), str(r.count), f"{r.flops / 1e9:.2f}", f"{r.bytes / 1e6:.1f}",
+             f"{r.comm_bytes / 1e3:.0f}", f"{r.time_s * 1e6:.0f}", f"{100 * r.share:.1f}%", str(r.regime)]
+            for r in df.itertuples()]
+    con = console()
+    show(cols, rows, con)
     eng = df.attrs["engine"]
-    console.print(f"step time {df.attrs['step_time_s'] * 1e3:.3f} ms per GPU", style="bold")
-    console.print(f"{eng.describe()}; the SD loop's {eng.sd_iteration_s * 1e3:.3g} ms per iteration "
-                  f"is not part of a step", style="dim", markup=False)
+    say(f"step time {df.attrs['step_time_s'] * 1e3:.3f} ms per GPU", con, "bold")
+    say(f"{eng.describe()}; the SD loop's {eng.sd_iteration_s * 1e3:.3g} ms per iteration is not part "
+        "of a step", con, "dim")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -34,11 +35,8 @@ Examples:
 
 
 def _fmt(key: str, value: float) -> str:
-    if key.endswith("_bw") or key.endswith("_flops"):
-        return f"{value:.3f}"
-    if key == "allreduce_busbw":
-        return f"{value / 1e9:.1f} GB/s"
-    return f"{value * 1e6:.3g} us" if abs(value) < 1e-3 else f"{value * 1e3:.3g} ms"
+    from magicdec_model.perfmodel.units import with_unit
+    return with_unit(key, value)
 
 
 @guard
@@ -83,30 +81,27 @@ def calibrate_cmd(
     atomic_write_text(path, engine_to_toml(
         res.engine, header=f"Written by magicdec-model calibrate on {today} from {steps}."))
     _print(res, target.name, hw.name)
-    typer.echo(f"wrote {path}; use it with: magicdec-model predict ... --engine {path}")
+    from .output import command, say
+    say(f"wrote {path}; use it with:")
+    command(["magicdec-model predict", f"--model {shlex.quote(model)}", f"--hardware {shlex.quote(hardware)}",
+             f"--gpus {g[0]}", f"--engine {shlex.quote(str(path))}"])
 
 
 def _print(res, model: str, hw: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     from magicdec_model.perfmodel.intervals import LEVEL
-    console = Console(width=min(Console().width, 110), highlight=False)
-    console.print(f"Calibrated on {len(res.measured)} measured steps of {model} on {hw}", markup=False)
-    table = Table(box=None, header_style="bold", padding=(0, 1, 0, 0))
-    for col in ("parameter", "value", "std. error", "status"):
-        table.add_column(col, justify="left" if col in ("parameter", "status") else "right")
+
+    from .output import Column, console, say, show
+    con = console()
+    say(f"Calibrated on {len(res.measured)} measured steps of {model} on {hw}", con)
+    cols = [Column("parameter", left=True), Column("value"), Column("std. error"),
+            Column("status", left=True)]
     e = res.engine
-    for key in e.parameters:
-        status = "fitted" if key in res.fitted else "prior"
-        table.add_row(key, _fmt(key, e.value(key)), _fmt(key, e.stderr.get(key, 0.0)), status)
-    console.print(table)
+    rows = [[key, _fmt(key, e.value(key)), _fmt(key, e.stderr.get(key, 0.0)),
+             "fitted" if key in res.fitted else "prior"] for key in e.parameters]
+    show(cols, rows, con)
     for key, why in res.kept_prior.items():
         where = "engine prior" if key in e.parameters else "hardware profile"
-        console.print(f"not fitted: {key} ({where}): {why}", style="dim", markup=False)
-    console.print(
-        f"MAPE in-sample {res.mape_in_sample:.1f}%, {res.cv_method} cross-validated "
+        say(f"not fitted: {key} ({where}): {why}", con, "dim")
+    say(f"MAPE in-sample {res.mape_in_sample:.1f}%, {res.cv_method} cross-validated "
         f"{res.mape_cv:.1f}%; residual spread {res.residual_sd_log:.3f} (log), {res.dof} degrees of "
-        f"freedom; predictions with this engine carry {LEVEL:.0%} intervals",
-        markup=False,
-    )
+        f"freedom; predictions with this engine carry {LEVEL:.0%} intervals", con)

@@ -21,21 +21,20 @@ PAPER_HARDWARE_DEFAULT = "a100-80gb-sxm"
 
 
 def _print(a: Comparison, b: Comparison | None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=min(Console().width, 110), highlight=False)
-    console.print(f"MagicDec 8xA100 end-to-end speedups vs magicdec-model on 8 x {a.hardware} "
-                  f"(gamma: {'model best' if a.gamma_mode == 'auto' else 'paper'})", markup=False)
-    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
-    heads = ["target", "draft", "S", "B", "γ pap", "paper", f"{a.engine} (γ)", "err %"]
+    from .output import Column, console, legend, say, show
+    con = console()
+    say(f"MagicDec 8xA100 end-to-end speedups vs magicdec-model on 8 x {a.hardware} "
+        f"(gamma: {'model best' if a.gamma_mode == 'auto' else 'paper'})", con)
+    cols = [Column("target", left=True), Column("draft", left=True), Column("S", "seq_len"),
+            Column("B", "batch"), Column("γ pap", "paper gamma"), Column("paper", "paper speedup"),
+            Column(f"{a.engine} (γ)", f"{a.engine} speedup (gamma)"), Column("err %", f"{a.engine} error %")]
     if b is not None:
-        heads += [f"{b.engine} (γ)", "80% range", "err %"]
-    heads += ["acc"]
-    for h in heads:
-        table.add_column(h, justify="left" if h in ("target", "draft") else "right")
+        cols += [Column(f"{b.engine} (γ)", f"{b.engine} speedup (gamma)"),
+                 Column("80% range", f"{b.engine} 80% interval"), Column("err %", f"{b.engine} error %")]
+    cols += [Column("acc", "acceptance")]
+    rows = []
     for i, r in a.rows.iterrows():
-        cells = [r["target"], r["draft"], f"{r['prefill'] // 1000}K", str(r["batch"]),
+        cells = [str(r["target"]), str(r["draft"]), f"{r['prefill'] // 1000}K", str(r["batch"]),
                  str(r["gamma_paper"]), f"{r['speedup_paper']:.2f}",
                  f"{r['speedup_model']:.2f} ({r['gamma_model']})", f"{r['error_pct']:+.1f}"]
         if b is not None:
@@ -43,20 +42,19 @@ def _print(a: Comparison, b: Comparison | None) -> None:
             cells += [f"{rb['speedup_model']:.2f} ({rb['gamma_model']})",
                       f"{rb['speedup_model_lo']:.2f}-{rb['speedup_model_hi']:.2f}", f"{rb['error_pct']:+.1f}"]
         cells.append(f"{r['acceptance']:.2f}")
-        table.add_row(*cells)
-    console.print(table)
+        rows.append(cells)
+    show(cols, rows, con)
     line = f"MAPE {a.engine} {a.mape_pct:.1f} %"
     if b is not None:
         line += f", {b.engine} {b.mape_pct:.1f} %"
-    console.print(f"{line} over {len(a.rows)} rows (error = (model - paper) / paper)", style="bold",
-                  markup=False)
+    legend([f"{line} over {len(a.rows)} rows", "error = (model - paper) / paper"], con, "bold")
     if b is not None:
-        console.print(f"{b.engine} is calibrated on the paper engine's measured autoregressive steps "
-                      "only; the SD speedups above are not fitted.", style="dim", markup=False)
+        say(f"{b.engine} is calibrated on the paper engine's measured autoregressive steps only; the SD "
+            "speedups above are not fitted.", con, "dim")
     for src in dict.fromkeys(a.rows["acceptance_source"]):
-        console.print(f"acceptance: {src}", style="dim", markup=False)
+        say(f"acceptance: {src}", con, "dim")
     for note in a.notes:
-        console.print(f"note: {note}", style="dim", markup=False)
+        say(f"note: {note}", con, "dim")
 
 
 @guard

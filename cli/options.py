@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from magicdec_model.perfmodel.errors import InputError
-from magicdec_model.perfmodel.inputs import MAX_LIST, parse_float, parse_int, parse_int_list
+from magicdec_model.perfmodel.inputs import parse_float, parse_int_list
 
 from .completion import complete_draft, complete_engine, complete_hardware, complete_model
 
@@ -34,45 +34,22 @@ def guard(func: F) -> F:
 
 def int_list(text: str, flag: str) -> list[int]:
     """Parse a comma-separated list of integers ('32,64,128'; '8k' = 8000, '1m'), each within the
-    flag's bounds (:data:`perfmodel.inputs.LIMITS`)."""
+    flag's bounds (:data:`perfmodel.inputs.LIMITS`); an item may be a range START:STOP:COUNT
+    (COUNT integers spaced geometrically: '1:256:9', '1k:128k:8')."""
     return parse_int_list(text, flag)
 
 
 def grid_list(text: str, flag: str) -> list[int]:
-    """Parse a list that may hold ranges: 'A:B:N' = N integers spaced geometrically from A to B.
+    """:func:`int_list` sorted, without repeats (the axes of a report)."""
+    return sorted(set(int_list(text, flag)))
 
-    Items are comma-separated; plain items follow :func:`int_list` ('8k' = 8000).  A range keeps N
-    distinct integers (steps of at least 1 where rounding would repeat a value).
-    """
-    import numpy as np
 
-    out: list[int] = []
-    for raw in str(text).split(","):
-        item = raw.strip()
-        if ":" not in item:
-            out.extend(int_list(item, flag))
-            continue
-        parts = item.split(":")
-        if len(parts) != 3:
-            raise InputError(
-                f"{flag} {item!r} is not a range; allowed: START:STOP:COUNT, e.g. 1:256:64 or 1k:128k:64"
-            )
-        lo, hi = parse_int(parts[0], flag), parse_int(parts[1], flag)
-        count = parse_int(parts[2], f"{flag} range count", 1, MAX_LIST)
-        if hi < lo or count > hi - lo + 1:
-            raise InputError(
-                f"{flag} {item!r}: need STOP >= START and COUNT <= STOP - START + 1 distinct integers"
-            )
-        if len(out) + count > MAX_LIST:
-            raise InputError(f"{flag} {_short(text)} has more than {MAX_LIST:,} values; allowed: at most "
-                             f"{MAX_LIST:,}")
-        values = np.geomspace(lo, hi, count).round().astype(np.int64) if count > 1 else np.array([lo])
-        for i in range(1, len(values)):  # keep COUNT distinct values: step up where rounding repeats
-            values[i] = max(values[i], values[i - 1] + 1)
-        if values[-1] > hi:
-            values = np.linspace(lo, hi, count).round().astype(np.int64)
-        out.extend(int(v) for v in values)
-    return sorted(set(out))
+def names(text: str, flag: str) -> list[str]:
+    """A comma-separated list of names (drafts, KV methods), without repeats, at least one."""
+    items = list(dict.fromkeys(t.strip() for t in str(text).split(",") if t.strip()))
+    if not items:
+        raise InputError(f"{flag} {_short(text)} is empty; allowed: one or more comma-separated names")
+    return items
 
 
 def gamma_list(text: str) -> list[int] | str:
@@ -106,26 +83,38 @@ Model = Annotated[
     str, typer.Option("--model", "-m", help="Target: registry name or Hugging Face id (any case), "
                       "or path to a config.json.", autocompletion=complete_model)
 ]
-DraftOpt = Annotated[
-    str, typer.Option("--draft", help="'self' (target with a budget KV), a registry draft model, "
-                      "'eagle' (an EAGLE head), 'mtp' (the model's MTP module) or 'ngram'.",
-                      autocompletion=complete_draft)
+#: How every integer-list flag may be written (options.int_list), for the help texts.
+RANGES_HELP = "comma-separated and/or START:STOP:COUNT ranges (geometric: 1:256:9 = 1,2,4,...,256)"
+#: Every draft kind --draft takes (perfmodel.drafts.make_draft), for the help texts.
+DRAFT_KINDS_HELP = ("'self' (the target with a sparse KV budget), a registry draft model (e.g. "
+                    "llama-3.2-1b, tinyllama-1.1b: same tokenizer), 'eagle' (an EAGLE head), 'mtp' (the "
+                    "model's MTP module) or 'ngram' (prompt lookup)")
+
+DraftOpt = Annotated[str, typer.Option("--draft", help=f"Draft: {DRAFT_KINDS_HELP}.",
+                                        autocompletion=complete_draft)]
+DraftList = Annotated[
+    str, typer.Option("--draft", help=f"Draft(s), comma-separated: {DRAFT_KINDS_HELP}; several give one "
+                      "set of rows per draft.", autocompletion=complete_draft)
 ]
 KvBudget = Annotated[
-    str, typer.Option("--kv-budget", help="Draft KV budget(s) in tokens, comma-separated.")
+    str, typer.Option("--kv-budget", help=f"Draft KV budget(s) in tokens, {RANGES_HELP}.")
 ]
 KvMethod = Annotated[
     str, typer.Option("--kv-method", help="Draft KV: streamingllm, snapkv, full, or auto (streamingllm "
                       "for self and model drafts, full for EAGLE/MTP heads).")
 ]
+KvMethodList = Annotated[
+    str, typer.Option("--kv-method", help="Draft KV method(s), comma-separated: streamingllm, snapkv, full, "
+                      "or auto (streamingllm for self and model drafts, full for EAGLE/MTP heads).")
+]
 Hardware = Annotated[
     str, typer.Option("--hardware", help="Profile name (see 'hardware list') or a .toml path.",
                       autocompletion=complete_hardware)
 ]
-Gpus = Annotated[str, typer.Option("--gpus", help="Tensor-parallel GPU count(s), comma-separated.")]
-Batch = Annotated[str, typer.Option("--batch", help="Batch size(s), comma-separated.")]
+Gpus = Annotated[str, typer.Option("--gpus", help=f"Tensor-parallel GPU count(s), {RANGES_HELP}.")]
+Batch = Annotated[str, typer.Option("--batch", help=f"Batch size(s), {RANGES_HELP}.")]
 SeqLen = Annotated[
-    str, typer.Option("--seq-len", help="Context length(s) in tokens, comma-separated; 8k = 8000.")
+    str, typer.Option("--seq-len", help=f"Context length(s) in tokens, {RANGES_HELP}; 8k = 8000.")
 ]
 Gamma = Annotated[str, typer.Option("--gamma", help="Speculation length(s) 1..16, or 'auto'.")]
 Acceptance = Annotated[

@@ -15,6 +15,7 @@ from .options import (
     AcceptLen,
     Batch,
     DraftFraction,
+    DraftList,
     DraftOpt,
     DraftVocab,
     EngineOpt,
@@ -26,6 +27,7 @@ from .options import (
     KvBudget,
     KvDtype,
     KvMethod,
+    KvMethodList,
     Model,
     PositionAcceptance,
     SeqLen,
@@ -36,6 +38,7 @@ from .options import (
     gamma_list,
     guard,
     int_list,
+    names,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,9 +113,9 @@ def build_query(
 @guard
 def predict_cmd(
     model: Model = "llama-3.1-8b",
-    draft: DraftOpt = "self",
+    draft: DraftList = "self",
     kv_budget: KvBudget = "512",
-    kv_method: KvMethod = "auto",
+    kv_method: KvMethodList = "auto",
     hardware: Hardware = "a100-80gb-sxm",
     gpus: Gpus = "1",
     batch: Batch = "8",  # fits one A100 at 32k: 16 GB of weights + 33.5 GB of KV (128 KiB/token)
@@ -132,7 +135,10 @@ def predict_cmd(
     expert_parallel: ExpertParallel = False,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
-    """Predict SD speedup, step times, throughput, regime and memory fit for each (batch, seq_len)."""
+    """Predict SD speedup, step times, throughput, regime and memory fit for each (batch, seq_len),
+    for every combination of --draft and --kv-method."""
+    import pandas as pd
+
     from magicdec_model.perfmodel.engine import resolve_engine
     from magicdec_model.perfmodel.grid import grid_rows
     from magicdec_model.perfmodel.sweep import predict
@@ -140,15 +146,18 @@ def predict_cmd(
     from .output import FORMATS, emit
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r} is not one of: {', '.join(FORMATS)}")
-    query = build_query(model, draft, kv_budget, kv_method, hardware, gpus, batch, seq_len,
-                        gamma, acceptance, acceptance_table, ideal, budget_policy="error",
-                        engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-                        accept_len=accept_len, position_acceptance=position_acceptance,
-                        draft_fraction=draft_fraction, verify_tokens=verify_tokens,
-                        draft_vocab=draft_vocab, expert_parallel=expert_parallel)
-    check_grid(grid_rows(query), MAX_PREDICT_ROWS, "the grid",
+    pairs = [(d, m) for d in names(draft, "--draft") for m in names(kv_method, "--kv-method")]
+    queries = [build_query(model, d, kv_budget, m, hardware, gpus, batch, seq_len,
+                           gamma, acceptance, acceptance_table, ideal, budget_policy="error",
+                           engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                           accept_len=accept_len, position_acceptance=position_acceptance,
+                           draft_fraction=draft_fraction, verify_tokens=verify_tokens,
+                           draft_vocab=draft_vocab, expert_parallel=expert_parallel) for d, m in pairs]
+    check_grid(len(queries) * grid_rows(queries[0]), MAX_PREDICT_ROWS, "the grid",
                "use 'sweep --out FILE' for larger grids: it writes chunk by chunk")
-    emit(predict(query), fmt, engine=resolve_engine(query.engine, query.ideal))
+    frames = [predict(q) for q in queries]
+    df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    emit(df, fmt, engine=resolve_engine(queries[0].engine, queries[0].ideal))
 
 
 @guard
@@ -201,7 +210,8 @@ def sweep_cmd(
              + (f" ({best['gpus']} GPUs)" if len(query.gpus) > 1 else "")
              + (" among the points that can run" if res.infeasible.left_out else "")
              if best else "; no point can run")
-    typer.echo(f"wrote {res.rows:,} rows to {path} ({human_bytes(res.bytes)}){where}")
+    from .output import say
+    say(f"wrote {res.rows:,} rows to {path} ({human_bytes(res.bytes)}){where}")
     if res.infeasible.left_out:
-        typer.echo(f"{res.infeasible.describe()}; they are in the file, with fits_memory / "
-                   f"within_context false")
+        say(f"{res.infeasible.describe()}; they are in the file, with fits_memory / "
+            f"within_context false")

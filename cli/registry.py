@@ -21,19 +21,19 @@ engines_app = typer.Typer(help="The shipped serving-engine profiles.", no_args_i
 @guard
 def models_list() -> None:
     """List the registry models with their size, active size and KV bytes per token."""
-    from rich.console import Console
-    from rich.table import Table
-
     from magicdec_model.perfmodel.architecture import builtin_model_names, get_model
-    table = Table(box=None, header_style="bold")
-    for col in ("name", "params (B)", "active (B)", "layers", "heads/kv", "KV KiB/tok", "max pos"):
-        table.add_column(col, justify="left" if col == "name" else "right")
+
+    from .output import Column, show
+    cols = [Column("name", left=True), Column("params (B)"), Column("active (B)"), Column("layers"),
+            Column("heads/kv", "heads / KV heads"), Column("KV KiB/tok", "KV KiB/token"),
+            Column("max pos", "max positions")]
+    rows = []
     for name in builtin_model_names():
         m = get_model(name)
-        table.add_row(name, f"{m.param_count() / 1e9:.2f}", f"{m.active_param_count() / 1e9:.2f}",
-                      str(m.num_layers), f"{m.num_heads}/{m.num_kv_heads}",
-                      f"{m.kv_bytes_per_token() / 1024:.0f}", str(m.max_positions))
-    Console(width=80).print(table)
+        rows.append([name, f"{m.param_count() / 1e9:.2f}", f"{m.active_param_count() / 1e9:.2f}",
+                     str(m.num_layers), f"{m.num_heads}/{m.num_kv_heads}",
+                     f"{m.kv_bytes_per_token() / 1024:.0f}", str(m.max_positions)])
+    show(cols, rows)
 
 
 #: Fields of the original dense record, always shown; the others only where they differ from
@@ -67,39 +67,37 @@ def models_show(
 ) -> None:
     """Show one model's architecture record and derived sizes."""
     from magicdec_model.perfmodel.architecture import get_model
+
+    from .output import described
     m = get_model(name)
-    for key, value in _record_lines(m):
-        typer.echo(f"{key:18} {value}")
-    typer.echo(f"{'params':18} {m.param_count():,}")
+    rows = [(key, str(value), "") for key, value in _record_lines(m)]
+    rows.append(("params", f"{m.param_count():,}", ""))
     if m.is_moe:
-        typer.echo(f"{'active params':18} {m.active_param_count():,} per token "
-                   f"({m.active_param_count(embedding=False):,} without the input embedding)")
+        rows.append(("active params", f"{m.active_param_count():,} per token "
+                     f"({m.active_param_count(embedding=False):,} without the input embedding)", ""))
     if m.mtp_layers:
-        typer.echo(f"{'mtp params':18} {m.mtp_param_count():,} (not in params)")
-    typer.echo(f"{'weight_bytes':18} {m.weight_bytes():,}")
-    typer.echo(f"{'kv_bytes/token':18} {m.kv_bytes_per_token():,}"
-               + (" (MLA latent)" if m.is_mla else ""))
-    typer.echo(f"{'windows':18} {_windows_line(m)}")
+        rows.append(("mtp params", f"{m.mtp_param_count():,} (not in params)", ""))
+    rows.append(("weight_bytes", f"{m.weight_bytes():,}", ""))
+    rows.append(("kv_bytes/token", f"{m.kv_bytes_per_token():,}" + (" (MLA latent)" if m.is_mla else ""), ""))
+    rows.append(("windows", _windows_line(m), ""))
+    described(rows, indent="", key_width=18)
 
 
 @hardware_app.command("list")
 @guard
 def hardware_list() -> None:
     """List the shipped profiles with their headline datasheet values."""
-    from rich.console import Console
-    from rich.table import Table
-
     from magicdec_model.perfmodel.hardware import builtin_hardware_names, load_profile
-    table = Table(box=None, header_style="bold")
-    for col in ("name", "bf16 TFLOP/s", "HBM TB/s", "GiB", "link GB/s"):
-        table.add_column(col, justify="left" if col == "name" else "right")
+
+    from .output import Column, show
+    cols = [Column("name", left=True), Column("bf16 TFLOP/s"), Column("HBM TB/s"),
+            Column("GiB", "memory GiB"), Column("link GB/s", "link GB/s per direction")]
+    rows = []
     for name in builtin_hardware_names():
-        p = load_profile(name)
-        d = p.datasheet
-        table.add_row(name, f"{d['peak_flops_bf16'] / 1e12:.0f}", f"{d['mem_bw'] / 1e12:.2f}",
-                      f"{d['mem_capacity'] / 2**30:.0f}",
-                      f"{d.get('interconnect_bw_uni', 0) / 1e9:.0f}")
-    Console(width=80).print(table)
+        d = load_profile(name).datasheet
+        rows.append([name, f"{d['peak_flops_bf16'] / 1e12:.0f}", f"{d['mem_bw'] / 1e12:.2f}",
+                     f"{d['mem_capacity'] / 2**30:.0f}", f"{d.get('interconnect_bw_uni', 0) / 1e9:.0f}"])
+    show(cols, rows)
 
 
 @hardware_app.command("show")
@@ -112,6 +110,9 @@ def hardware_show(
 ) -> None:
     """Show one profile: datasheet, efficiencies and where each value came from."""
     from magicdec_model.perfmodel.hardware import load_profile
+    from magicdec_model.perfmodel.units import with_unit
+
+    from .output import console, described, say
     p = load_profile(name)
     if as_toml:
         from magicdec_model.perfmodel.hardware import profile_to_toml
@@ -120,36 +121,35 @@ def hardware_show(
                    f"values, then pass\n# this file to --hardware. SI units: FLOP/s, bytes/s, bytes, "
                    f"seconds; efficiencies are fractions.\n" + profile_to_toml(p), nl=False)
         return
-    typer.echo(f"{p.name}: {p.description}")
+    con = console()
+    say(f"{p.name}: {p.description}", con)
     for title, values in (("datasheet", p.datasheet), ("efficiency", p.efficiency)):
-        typer.echo(f"[{title}]")
-        for key, value in values.items():
-            typer.echo(f"  {key:24} {value:<12.4g} {p.sources.get(key, '(no source given)')}")
+        say(f"[{title}]", con)
+        described([(key, with_unit(key, value), p.sources.get(key, "(no source given)"))
+                   for key, value in values.items()], con)
     if p.meta:
-        typer.echo("[meta]")
-        for key, value in p.meta.items():
-            typer.echo(f"  {key:24} {value}")
+        say("[meta]", con)
+        described([(key, str(value), "") for key, value in p.meta.items()], con)
 
 
 @engines_app.command("list")
 @guard
 def engines_list() -> None:
     """List the shipped engines with their terms (the default is marked)."""
-    from rich.console import Console
-    from rich.table import Table
-
     from magicdec_model.perfmodel.engine import DEFAULT_ENGINE, builtin_engine_names, load_engine
-    table = Table(box=None, header_style="bold")
-    for col in ("name", "host ms/step", "us/seq", "us/launch", "SD loop ms", "calibrated"):
-        table.add_column(col, justify="left" if col == "name" else "right")
+
+    from .output import Column, show
+    cols = [Column("name", left=True), Column("host ms/step"), Column("us/seq", "host us/seq"),
+            Column("us/launch"), Column("SD loop ms", "SD loop ms/iteration"), Column("calibrated")]
+    rows = []
     for name in builtin_engine_names():
         e = load_engine(name)
         t = e.terms
-        table.add_row(name + (" (default)" if name == DEFAULT_ENGINE else ""),
-                      f"{t['host_step_s'] * 1e3:.3g}", f"{t['host_per_seq_s'] * 1e6:.3g}",
-                      f"{t['launch_s'] * 1e6:.3g}", f"{t['sd_iteration_s'] * 1e3:.3g}",
-                      "yes" if e.calibrated else "no")
-    Console(width=80).print(table)
+        rows.append([name + (" (default)" if name == DEFAULT_ENGINE else ""),
+                     f"{t['host_step_s'] * 1e3:.3g}", f"{t['host_per_seq_s'] * 1e6:.3g}",
+                     f"{t['launch_s'] * 1e6:.3g}", f"{t['sd_iteration_s'] * 1e3:.3g}",
+                     "yes" if e.calibrated else "no"])
+    show(cols, rows)
 
 
 @engines_app.command("show")
@@ -157,23 +157,24 @@ def engines_list() -> None:
 def engines_show(name: str = typer.Argument(..., help="Engine name or .toml path.")) -> None:
     """Show one engine: every term with its standard error and source, and its calibration."""
     from magicdec_model.perfmodel.engine import load_engine
+    from magicdec_model.perfmodel.units import with_unit
+
+    from .output import console, described, say
     e = load_engine(name)
-    typer.echo(f"{e.name}: {e.description}")
+    con = console()
+    say(f"{e.name}: {e.description}", con)
     for title, values in (("terms", e.terms), ("efficiency", e.efficiency)):
         if not values:
             continue
-        typer.echo(f"[{title}]")
-        for key, value in values.items():
-            typer.echo(f"  {key:22} {value:<11.4g} +- {e.stderr.get(key, 0.0):<10.3g} "
-                       f"{e.sources.get(key, '(no source given)')}")
+        say(f"[{title}]", con)
+        described([(key, f"{with_unit(key, value)} +- {with_unit(key, e.stderr.get(key, 0.0))}",
+                    e.sources.get(key, "(no source given)")) for key, value in values.items()], con)
     if e.calibration:
-        typer.echo("[calibration]")
-        for key, value in e.calibration.items():
-            if key != "covariance":
-                typer.echo(f"  {key:22} {value}")
-    typer.echo("[supports]")
+        say("[calibration]", con)
+        described([(key, str(value), "") for key, value in e.calibration.items()
+                   if key != "covariance"], con)
+    say("[supports]", con)
     if e.supports:
-        typer.echo(f"  strategies             {', '.join(e.supports)}")
-        typer.echo(f"  source                 {e.supports_source}")
+        described([("strategies", ", ".join(e.supports), ""), ("source", e.supports_source, "")], con)
     else:
-        typer.echo("  any draft strategy (a cost model, not one product)")
+        say("  any draft strategy (a cost model, not one product)", con)

@@ -11,6 +11,8 @@ from magicdec_model.perfmodel.errors import InputError
 from magicdec_model.perfmodel.inputs import check_grid, grid_size
 
 from .options import (
+    DRAFT_KINDS_HELP,
+    RANGES_HELP,
     Acceptance,
     AcceptanceTable,
     EngineOpt,
@@ -56,11 +58,10 @@ def report_cmd(
     out: Annotated[str, typer.Option("--out", help="Output HTML file (self-contained, opens offline).")],
     model: Model = "llama-3.1-8b",
     draft: Annotated[
-        str, typer.Option("--draft", help="Draft(s), comma-separated: 'self', registry models, 'eagle', "
-                          "'mtp', 'ngram'.")
+        str, typer.Option("--draft", help=f"Draft(s), comma-separated: {DRAFT_KINDS_HELP}.")
     ] = "self",
     kv_budget: Annotated[
-        str, typer.Option("--kv-budget", help="Draft KV budget(s) in tokens, comma-separated.")
+        str, typer.Option("--kv-budget", help=f"Draft KV budget(s) in tokens, {RANGES_HELP}.")
     ] = "512",
     kv_method: Annotated[
         str, typer.Option("--kv-method", help="KV method(s): streamingllm, snapkv, full; comma-separated.")
@@ -72,7 +73,7 @@ def report_cmd(
     ] = "1:256:9",
     seq_len: Annotated[
         str, typer.Option("--seq-len", help="Context lengths (tokens): list and/or START:STOP:COUNT range.")
-    ] = "1k:128k:15",
+    ] = "1k,2k,4k,8k,16k,32k,64k,128k",
     gamma: Gamma = "auto",
     acceptance: Acceptance = None,
     acceptance_table: AcceptanceTable = None,

@@ -35,6 +35,7 @@ from .errors import InputError
 from .hardware import HardwareProfile
 from .parallel import shard
 from .step import step_time
+from .units import with_unit
 
 #: Parameters calibrate may free, in order of preference (earlier ones win a collinear tie).
 CANDIDATES = ("host_step_s", "attention_bw", "host_per_seq_s", "gemm_bw", "gemm_flops", "launch_s",
@@ -87,15 +88,6 @@ class StepData:
         """The rows where ``mask`` holds."""
         return StepData(self.batch[mask], self.seq_len[mask], self.q[mask], self.kv_len[mask],
                         self.gpus[mask], self.kind[mask], self.step_s[mask], self.origin)
-
-
-def _fmt_si(value: float) -> str:
-    """A parameter value for messages: times in us or ms, fractions plain."""
-    if abs(value) < 1e-3:
-        return f"{value * 1e6:.3g} us"
-    if abs(value) < 1.0:
-        return f"{value * 1e3:.3g} ms" if value > 0.01 or value < 0 else f"{value:.3g}"
-    return f"{value:.3g}"
 
 
 def _show(value: object) -> str:
@@ -349,8 +341,9 @@ def calibrate(model: StepModel, data: StepData, *, fit: list[str] | None = None,
         if fit is not None or not loose:
             break
         worst = loose[-1]  # the last in the candidates' order: the earlier ones are preferred
-        dropped[worst] = (f"not determined by these steps (standard error {_fmt_si(stderr[worst])} "
-                          f"exceeds its fitted value {_fmt_si(values[worst])} and its prior's)")
+        dropped[worst] = (f"not determined by these steps (standard error "
+                          f"{with_unit(worst, stderr[worst])} exceeds its fitted value "
+                          f"{with_unit(worst, values[worst])} and its prior's)")
         # the dropped term frees its place: the candidates are chosen again without it, so a later
         # one that the point count or collinearity with it had excluded may be fitted instead
         keys, why = choose_free(model, data, tuple(c for c in candidates if c not in dropped))

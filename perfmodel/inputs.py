@@ -105,14 +105,49 @@ def parse_int(text: str, flag: str, lo: int | None = None, hi: int | None = None
     return value
 
 
+def _range(item: str, flag: str, lo: int | None, hi: int | None) -> list[int]:
+    """'START:STOP:COUNT': COUNT distinct integers from START to STOP, spaced geometrically (linearly
+    where START is 0), stepped up by one where rounding would repeat a value."""
+    parts = item.split(":")
+    if len(parts) != 3:
+        raise InputError(f"{flag} {_short(item)} is not a range; allowed: START:STOP:COUNT, e.g. "
+                         "1:256:64 or 1k:128k:64")
+    start, stop = parse_int(parts[0], flag, lo, hi), parse_int(parts[1], flag, lo, hi)
+    count = parse_int(parts[2], f"{flag} range count", 1, MAX_LIST)
+    if stop < start or count > stop - start + 1:
+        raise InputError(f"{flag} {_short(item)}: need STOP >= START and COUNT <= STOP - START + 1 "
+                         "distinct integers")
+    if count == 1:
+        return [start]
+    if start > 0:
+        ratio = stop / start
+        values = [round(start * ratio ** (i / (count - 1))) for i in range(count)]
+    else:
+        values = [round(start + (stop - start) * i / (count - 1)) for i in range(count)]
+    values[0], values[-1] = start, stop
+    for i in range(1, count):  # keep COUNT distinct values: step up where rounding repeats
+        values[i] = max(values[i], values[i - 1] + 1)
+    if values[-1] > stop:  # stepping up overshot: fall back to even spacing
+        values = [round(start + (stop - start) * i / (count - 1)) for i in range(count)]
+    return values
+
+
 def parse_int_list(text: str, flag: str, lo: int | None = None, hi: int | None = None) -> list[int]:
-    """A comma-separated list of integers ('32,64' or '8k,32k'), each bounded as :func:`parse_int`."""
+    """A comma-separated list of integers ('32,64' or '8k,32k'), each bounded as :func:`parse_int`;
+    an item may be a range START:STOP:COUNT (COUNT integers spaced geometrically, '1k:128k:8').
+    Order and repeats are kept as typed."""
     items = str(text).split(",")
     if len(items) > MAX_LIST:
         raise InputError(f"{flag} has {len(items):,} values; allowed: at most {MAX_LIST:,}")
     if not str(text).strip():
         raise InputError(f"{flag} '' is empty; allowed: one or more comma-separated integers")
-    return [parse_int(item, flag, lo, hi) for item in items]
+    out: list[int] = []
+    for item in items:
+        out.extend(_range(item.strip(), flag, lo, hi) if ":" in item else [parse_int(item, flag, lo, hi)])
+        if len(out) > MAX_LIST:
+            raise InputError(f"{flag} {_short(text)} has more than {MAX_LIST:,} values; allowed: at "
+                             f"most {MAX_LIST:,}")
+    return out
 
 
 def check_float(value: Any, flag: str, lo: float | None = None, hi: float | None = None, *,

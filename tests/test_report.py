@@ -51,7 +51,7 @@ def test_every_figure_present_with_non_empty_traces(rep):
         assert fig.layout.title.text, key
 
 
-def test_speedup_heatmap_values_gamma_text_and_hover(rep):
+def test_speedup_heatmap_values_speedup_text_and_hover(rep):
     fig = rep.figures[f"speedup:{SELF.label}"]
     hm = _trace(fig, "speedup")
     fits = _grid(rep, SELF, "fits_memory").astype(bool)
@@ -59,9 +59,11 @@ def test_speedup_heatmap_values_gamma_text_and_hover(rep):
     z = np.asarray(hm.z, float)
     assert np.allclose(z[fits], speed[fits])
     assert np.isnan(z[~fits]).all()
-    gamma = _grid(rep, SELF, "gamma")
-    assert (np.asarray(hm.text)[fits] == gamma[fits].astype(str)).all()
+    # the number in a cell is the speedup (issue 17: not gamma, which is in the hover)
+    assert (np.asarray(hm.text)[fits] == np.char.mod("%.2f", speed[fits])).all()
+    assert (np.asarray(hm.text)[~fits] == "").all()
     assert hm.texttemplate == "%{text}"
+    assert "best gamma" in hm.hovertemplate
     cd = np.asarray(hm.customdata)
     assert cd.shape == (len(BATCH), len(SEQ), len(_HOVER) + 2)
     assert np.allclose(cd[..., 1], speed, rtol=1e-4)  # _HOVER[1] is speedup
@@ -137,7 +139,7 @@ def test_kv_share_lines_rise_with_sequence_length(rep):
 def test_draft_to_target_ratio_falls_with_batch_for_budget_self_draft(rep):
     # MagicDec (project page, Fig. 5): with a fixed draft KV budget T_D/T_T falls as batch grows
     fig = rep.figures["step_ratios"]
-    draft = [t for t in fig.data if t.xaxis == "x2" and SELF.label in t.name]
+    draft = [t for t in fig.data if t.xaxis == "x2" and t.legendgroup == SELF.label]
     assert draft
     y = np.asarray(draft[-1].y, float)  # the longest sequence length drawn
     assert y[-1] < y[0]
@@ -146,9 +148,8 @@ def test_draft_to_target_ratio_falls_with_batch_for_budget_self_draft(rep):
 
 
 def test_throughput_latency_has_ar_and_sd_lines_of_fitting_points(rep):
-    names = [t.name for t in rep.figures["throughput_latency"].data]
-    assert any(n.startswith("AR,") for n in names)
-    assert any(n.startswith(f"SD {SELF.label}") for n in names)
+    groups = [t.legendgroup for t in rep.figures["throughput_latency"].data]
+    assert "AR" in groups and f"SD {SELF.label}" in groups
     for t in rep.figures["throughput_latency"].data:
         assert len(t.x) == len(t.y) > 0
 
@@ -221,3 +222,77 @@ def test_interval_band_is_shaded_around_each_line():
         hi, lo = y[:n], y[n:][::-1]
         mid = np.asarray(line.y, float)
         assert np.all(lo < mid) and np.all(mid < hi)
+
+
+# ---------------------------------------------------------------- issue 17: a report people can read
+
+
+def test_summary_names_the_best_configuration_that_fits_and_where_sd_pays(rep):
+    from magicdec_model.perfmodel.advise import WORTH_IT
+    df = rep.predictions
+    fit = df[df["fits_memory"]]
+    best = fit.loc[fit["speedup"].idxmax()]
+    first = rep.summary[0]
+    assert f"{best['strategy']} at batch {best['batch']}," in first
+    assert f"speedup {best['speedup']:.2f}x" in first
+    # a point that does not fit is never the headline, however fast
+    unfit = df[~df["fits_memory"]]
+    assert unfit["speedup"].max() > best["speedup"]  # the 8xA100 grid has faster points that do not fit
+    per_point = fit.groupby(["batch", "seq_len"])["speedup"].max()
+    pays = int((per_point >= WORTH_IT).sum())
+    assert f"at {pays} of the {len(per_point)} points that fit" in rep.summary[1]
+    missing = len(BATCH) * len(SEQ) - len(per_point)
+    assert any(line.startswith(f"{missing} of the {len(BATCH) * len(SEQ)} points") for line in rep.summary)
+    assert '<ul id="summary">' in rep.to_html()
+
+
+def test_axes_are_labelled_with_round_token_counts(rep):
+    fig = rep.figures[f"speedup:{SELF.label}"]
+    assert list(fig.layout.xaxis.ticktext) == ["1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k"]
+    assert list(fig.layout.xaxis.tickvals) == SEQ
+    assert list(fig.layout.yaxis.ticktext) == [str(b) for b in BATCH]
+
+
+def test_title_names_the_engine_and_where_acceptance_comes_from(rep):
+    assert "engine cuda-graph" in rep.title
+    assert "acceptance: measured" in rep.title and "default 0.8" in rep.title
+
+
+def test_inputs_table_values_carry_units(rep):
+    table = rep.tables["inputs"].set_index("input")["value"]
+    assert table["datasheet mem_bw"] == "2.039 TB/s"  # A100 80GB SXM: 2,039 GB/s (NVIDIA datasheet)
+    assert table["datasheet mem_capacity"] == "80 GiB"
+    assert table["efficiency gemm_bw"].endswith("of peak")
+
+
+def test_each_colour_has_one_meaning():
+    from magicdec_model.perfmodel.report import figures as f
+    regime = {f._MEM_COLOR, f._COMP_COLOR}
+    kinds = set(f._MAP_COLORS[1:])
+    speed = {c for _, c in f._diverging((0.5, 2.0))}
+    assert f._NO_GAIN_COLOR in speed  # white: speedup 1, no gain
+    speed.discard(f._NO_GAIN_COLOR)
+    special = {f._OOM_COLOR, f._NO_GAIN_COLOR}
+    assert len(regime | kinds | speed | special) == len(regime) + len(kinds) + len(speed) + len(special)
+    assert f._MAP_COLORS[0] == f._NO_GAIN_COLOR  # 'use AR' is white, as speedup 1 is in the heatmaps
+
+
+def test_summary_says_when_sd_never_pays_and_when_nothing_fits():
+    # acceptance 0: every draft token rejected, Omega = 1 token per step, so SD is slower everywhere
+    q = Query(model="llama-3.1-8b", batch=[1, 64], seq_len=[8000, 32000], gpus=[8], acceptance=0.0)
+    rep0 = build_report(q, [SELF])
+    assert "SD does not pay anywhere on this grid" in rep0.summary[1]
+    assert "acceptance: given on the command line" in rep0.title
+    # LLaMA-3.1-70B: 141 GB of bf16 weights (models.md) > 90% of one 40 GB A100
+    q = Query(model="llama-3.1-70b", batch=[1, 8], seq_len=[1000, 8000], gpus=[1], hardware="a100-40gb-sxm")
+    rep1 = build_report(q, [SELF])
+    assert rep1.summary[0].startswith("No point of the grid fits in GPU memory")
+
+
+def test_legends_fit_short_entries_grouped_under_the_plot(rep):
+    for key in ("step_ratios", "throughput_latency", "speedup_interval"):
+        fig = rep.figures[key]
+        assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0, key  # below the plot
+        shown = [t for t in fig.data if t.showlegend is not False]
+        assert shown and all(len(t.name) <= 12 for t in shown), (key, [t.name for t in shown])
+        assert all(t.legendgrouptitle.text for t in shown), key  # the strategy names the group

@@ -1,4 +1,7 @@
-"""The all-reduce microbenchmark over 2 gloo processes: max over ranks, sizes from perfmodel."""
+"""The all-reduce microbenchmark over 2 gloo processes: max over ranks, sizes from perfmodel, the sum.
+
+Only what holds under any load is asserted here (no comparison of two measured times: the time's
+growth with the message size is benchmarks/bench_allreduce.py's)."""
 
 from __future__ import annotations
 
@@ -83,7 +86,7 @@ def test_allreduce_microbenchmark_on_two_gloo_processes(tmp_path):
         assert a["p75"] >= a["median"]
     # message sizes come from perfmodel: tokens x hidden x dtype bytes (llama-68m: 768 x fp32)
     assert [p["comm_bytes"] for p in r0["points"]] == [t * 768 * 4 for t in (1, 64, 1024)]
-    # a 1024-token message takes longer than a 1-token one
-    assert r0["points"][-1]["median"] > r0["points"][0]["median"]
+    # (that a 1024-token message takes longer than a 1-token one is a timing claim that fails on a
+    # loaded machine, 2 of 6 runs in issue 17: it is shown by benchmarks/bench_allreduce.py instead)
     assert r0["max"] == pytest.approx([0.002, 0.004]) and r1["max"] == r0["max"]
     assert r0["sum"] == r1["sum"] == 3.0

@@ -33,22 +33,25 @@ from .figures import (
     strategy_map_figure,
     tradeoff_figure,
 )
-from .grid import best_table, inputs_table, speedup_range, to_grid
+from .grid import acceptance_kinds, best_table, inputs_table, speedup_range, summary, to_grid, tokens_label
 from .page import figure_section, html_page, table_html, write_page
 
 #: Caption under each figure, by the figure key's part before ``:``.
 CAPTIONS = {
-    "speedup": "Speedup = T_target / (SD time per token). Blue: SD is faster; red: slower. Each cell "
-               "shows the speculation length gamma that maximises speedup there.",
-    "regimes": "A step is memory-bound where memory-bound kernels take at least half of its kernel "
-               "time. Right of the black line, the target step reads more KV than weights.",
+    "speedup": "Speedup = T_target / (SD time per token), the number in each cell, at the speculation "
+               "length gamma that maximises it there (gamma in the hover). Blue: SD is faster; red: "
+               "slower; white: no change; grey: does not fit in GPU memory. Black line: speedup = 1.",
+    "regimes": "Yellow: memory-bound, purple: compute-bound (a step is memory-bound where memory-bound "
+               "kernels take at least half of its kernel time). Right of the black line, the target step "
+               "reads more KV than weights.",
     "kv_share": "The part of the target step a sparse-KV draft avoids: the larger, the cheaper the "
                 "draft relative to the target.",
     "step_ratios": "Eq. 1 of MagicDec: speedup = Omega / (gamma T_draft/T_target + T_verify/T_target).",
     "throughput_latency": "Each point is one batch size; up and to the left is better.",
     "strategy_map": "Over all draft strategies of the report, grouped by kind: the best kind per cell "
                     "(memory permitting), its speedup, and in the hover its margin over the best of "
-                    "the other kinds. Acceptance of each kind as in the inputs table.",
+                    "the other kinds. White: no kind reaches the threshold, decode autoregressively; "
+                    "grey: nothing fits in memory. Acceptance of each kind as in the inputs table.",
     "speedup_interval": "Shaded: the central 80% interval of the speedup from the engine's "
                         "uncertainty (its calibration's covariance and residual spread, or its "
                         "declared standard errors); acceptance is taken as given.",
@@ -65,6 +68,7 @@ class Report:
     predictions: pd.DataFrame
     build_seconds: float = 0.0
     captions: dict[str, str] = field(default_factory=dict)
+    summary: list[str] = field(default_factory=list)
     #: what the tables leave out: points that cannot run, strategies the engine cannot run
     notes: list[str] = field(default_factory=list)
 
@@ -81,7 +85,9 @@ class Report:
             + table_html(self.tables["best"], "table-best")
             + "<h2>Inputs</h2>" + table_html(self.tables["inputs"], "table-inputs")
         )
-        intro = ("<p>Analytic roofline model of speculative decoding (magicdec-model). Hover over any "
+        points = "".join(f"<li>{html.escape(line)}</li>" for line in self.summary)
+        intro = (f'<h2>Summary</h2><ul id="summary">{points}</ul>'
+                 "<p>Analytic roofline model of speculative decoding (magicdec-model). Hover over any "
                  "point for all of its numbers; drag to zoom, double-click to reset.</p>")
         return html_page(self.title, intro + sections + tables)
 
@@ -120,9 +126,10 @@ def build_report(query: Query, strategies: list[Strategy]) -> Report:
     if cannot:
         notes.append(f"engine {engine.name} runs: {engine.supports_source}")
     target = get_model(query.model)
-    title = (f"SD design space: {target.name} on {query.gpus[0]} x {hw.name}, "
-             f"batch {query.batch[0]}-{query.batch[-1]}, seq_len {query.seq_len[0]:,}-{query.seq_len[-1]:,}")
-    return Report(figures, tables, title, df, time.perf_counter() - t0, dict(CAPTIONS),
+    title = (f"SD design space: {target.name} on {query.gpus[0]} x {hw.name}, engine {df['engine'].iloc[0]}, "
+             f"acceptance: {acceptance_kinds(df)}; batch {query.batch[0]}-{query.batch[-1]}, seq_len "
+             f"{tokens_label(query.seq_len[0])}-{tokens_label(query.seq_len[-1])}")
+    return Report(figures, tables, title, df, time.perf_counter() - t0, dict(CAPTIONS), summary(grids),
                   [n for n in notes if n])
 
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from ..advise import WORTH_IT
 from ..strategy import Strategy
 from ..sweep import MEMORY_UTILIZATION
-from .grid import Grid
+from .grid import Grid, tokens_label
 
 #: Most lines drawn in one line plot (batches or sequence lengths are sub-sampled evenly beyond).
 MAX_LINES = 8
@@ -36,10 +37,16 @@ MAX_TRADEOFF_LINES = 4
 #: An axis is logarithmic when its values span at least this ratio.
 LOG_SPAN = 10.0
 
-_MEM_COLOR = "#9ecae1"
-_COMP_COLOR = "#fd8d3c"
+# One meaning per colour across the report: red/white/blue only for speedup (slower / no change /
+# faster), grey only for points that do not fit in memory, yellow/purple only for memory-/compute-bound
+# regimes, the kind colours only for draft kinds; lines take sequential palettes, viridis for
+# sequence lengths and oranges for batch sizes (light = small, dark = large).
+_MEM_COLOR = "#fee391"
+_COMP_COLOR = "#8c6bb1"
 _OOM_COLOR = "#b0b0b0"
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+_NO_GAIN_COLOR = "#f7f7f7"
+_SEQ_SCALE = "Viridis"
+_BATCH_SCALE = "YlOrBr"
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 #: Hover fields of a grid point: (column in the grid arrays, label, format).
@@ -79,12 +86,36 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(e) if log else e
 
 
-def _axis(title: str, values: np.ndarray, edges: np.ndarray | None = None) -> dict:
+#: Most tick labels on a grid axis.
+MAX_TICKS = 10
+
+
+def _axis(title: str, values: np.ndarray, edges: np.ndarray | None = None, grid: bool = True) -> dict:
+    """An axis over ``values``; a ``grid`` axis (batch sizes, sequence lengths) is labelled at its own
+    values, as people write them (1k, 2k, ... 128k), at most :data:`MAX_TICKS` of them."""
     log = _is_log(values)
     ax: dict = {"title": {"text": title}, "type": "log" if log else "linear"}
     if edges is not None:
         ax["range"] = [np.log10(edges[0]), np.log10(edges[-1])] if log else [edges[0], edges[-1]]
+    if log and not grid:
+        ax.update(dtick="D2", tickformat="~s")  # 200, 500, 1k, 2k, ...: no crowded minor digits
+    if grid:
+        v = np.unique(np.asarray(values))
+        ticks = v[_pick(len(v), MAX_TICKS)]
+        ax["tickvals"] = [float(t) for t in ticks]
+        ax["ticktext"] = [tokens_label(t) for t in ticks]
     return ax
+
+
+def _colors(scale: str, k: int) -> list[str]:
+    """``k`` colours spread over a sequential plotly scale (the lightest end left out)."""
+    lo, hi = (0.0, 0.85) if scale == _SEQ_SCALE else (0.35, 1.0)
+    return sample_colorscale(scale, list(np.linspace(lo, hi, k)) if k > 1 else [hi])
+
+
+#: A horizontal legend under the plot, wrapping to the figure's width (it never covers the plot).
+_BELOW = {"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.18, "yanchor": "top",
+          "groupclick": "toggleitem"}
 
 
 def _pick(n: int, k: int) -> np.ndarray:
@@ -115,7 +146,7 @@ def _diverging(zrange: tuple[float, float]) -> list[list]:
     """Red below speedup 1, white at 1, blue above, whatever the (zmin, zmax) range."""
     lo, hi = zrange
     p = float(np.clip((1.0 - lo) / (hi - lo), 0.0, 1.0))
-    return [[0.0, "#b2182b"], [p * 0.5, "#ef8a62"], [p, "#f7f7f7"], [p + (1 - p) * 0.4, "#67a9cf"],
+    return [[0.0, "#b2182b"], [p * 0.5, "#ef8a62"], [p, _NO_GAIN_COLOR], [p + (1 - p) * 0.4, "#67a9cf"],
             [1.0, "#053061"]]
 
 
@@ -124,13 +155,14 @@ def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float) ->
     logx, logy = _is_log(g.seq_len), _is_log(g.batch)
     xe, ye = _edges(g.seq_len, logx), _edges(g.batch, logy)
     z = np.where(g.fits, g.arrays["speedup"], np.nan)
-    gamma_txt = np.where(g.fits, g.arrays["gamma"].astype(int).astype(str), "")
+    speed_txt = np.where(g.fits, np.char.mod("%.2f", np.nan_to_num(g.arrays["speedup"])), "")
     cells = max(len(g.batch), len(g.seq_len))
-    font = int(np.clip(420 / cells, 5, 12))
+    font = int(np.clip(360 / cells, 5, 12))
     fig = go.Figure()
     fig.add_trace(
         go.Heatmap(
-            x=xe, y=ye, z=z, text=gamma_txt, texttemplate="%{text}", textfont={"size": font},
+            x=xe, y=ye, z=z, text=speed_txt, texttemplate="%{text}" if cells <= 24 else "",
+            textfont={"size": font},
             customdata=_customdata(g),
             hovertemplate=_hovertemplate(_POINT),
             colorscale=_diverging(zrange), zmin=zrange[0], zmax=zrange[1],
@@ -167,8 +199,7 @@ def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float) ->
             )
         )
     fig.update_layout(
-        title={"text": f"Speedup of SD over AR: {g.strategy.label} (number in cell: best gamma; "
-                       f"grey: out of memory; black line: speedup = 1)"},
+        title={"text": f"Speedup of SD over AR: {g.strategy.label}"},
         xaxis=_axis("sequence length (tokens)", g.seq_len, xe),
         yaxis=_axis("batch size (sequences)", g.batch, ye),
         height=560, margin={"t": 60},
@@ -182,8 +213,8 @@ def regime_figure(grids: list[Grid]) -> go.Figure:
     titles = []
     for g in grids:
         lab = g.strategy.label
-        titles += [f"target decode step ({lab})", f"verify step, best gamma ({lab})",
-                   f"draft step ({lab})"]
+        titles += [f"{lab}<br>target decode step", f"{lab}<br>verify step, best gamma",
+                   f"{lab}<br>draft step"]
     fig = make_subplots(rows=n, cols=3, subplot_titles=titles, horizontal_spacing=0.06,
                         vertical_spacing=min(0.12, 0.3 / max(n - 1, 1)))
     colorscale = [[0, _MEM_COLOR], [0.5, _MEM_COLOR], [0.5, _COMP_COLOR], [1, _COMP_COLOR]]
@@ -239,8 +270,7 @@ def regime_figure(grids: list[Grid]) -> go.Figure:
             fig.update_xaxes(**xa, row=r, col=c)
             fig.update_yaxes(**ya, row=r, col=c)
     fig.update_layout(
-        title={"text": "Regime phase diagram: blue = memory-bound, orange = compute-bound; "
-                       "black line: critical sequence length of the target step"},
+        title={"text": "Regime: yellow = memory-bound, purple = compute-bound"},
         height=330 * n + 80, legend={"orientation": "h", "x": 0.0, "y": -75.0 / (330 * n + 80)},
     )
     return fig
@@ -249,12 +279,14 @@ def regime_figure(grids: list[Grid]) -> go.Figure:
 def kv_share_figure(g: Grid) -> go.Figure:
     """Share of the target decode step spent reading KV, vs seq_len, one line per batch."""
     fig = go.Figure()
-    for n, i in enumerate(_pick(len(g.batch), MAX_LINES)):
+    rows = _pick(len(g.batch), MAX_LINES)
+    colors = _colors(_BATCH_SCALE, len(rows))
+    for n, i in enumerate(rows):
         kv = g.arrays["kv_pct"][i]
         fig.add_trace(
             go.Scatter(
                 x=g.seq_len, y=kv, mode="lines+markers", marker={"size": 4},
-                line={"color": _PALETTE[n % len(_PALETTE)]}, name=f"batch {g.batch[i]}",
+                line={"color": colors[n]}, name=f"batch {g.batch[i]}",
                 customdata=np.stack([np.full(kv.shape, g.batch[i]), g.seq_len, kv.round(2),
                                      g.arrays["t_target_ms"][i].round(4),
                                      g.arrays["comm_pct"][i].round(2)], axis=-1).astype(float),
@@ -270,7 +302,7 @@ def kv_share_figure(g: Grid) -> go.Figure:
         title={"text": "Share of the target decode step spent reading the KV cache"},
         xaxis=_axis("sequence length (tokens)", g.seq_len),
         yaxis={"title": {"text": "KV read time / T_target (%)"}, "range": [0, 100]},
-        height=460,
+        height=460, legend={"title": {"text": "colour: batch"}},
     )
     return fig
 
@@ -281,8 +313,10 @@ def ratio_figure(grids: list[Grid]) -> go.Figure:
         "T_verify(gamma) / T_target (best gamma)", "T_draft / T_target (one draft step)"])
     for si, g in enumerate(grids):
         dash = _DASHES[si % len(_DASHES)]
-        for n, j in enumerate(_pick(len(g.seq_len), MAX_LINES // 2 + 2)):
-            color = _PALETTE[n % len(_PALETTE)]
+        cols = _pick(len(g.seq_len), MAX_LINES // 2 + 2)
+        colors = _colors(_SEQ_SCALE, len(cols))
+        for n, j in enumerate(cols):
+            color = colors[n]
             tt = g.arrays["t_target_ms"][:, j]
             for c, key in enumerate(("t_verify_ms", "t_draft_ms"), start=1):
                 ratio = g.arrays[key][:, j] / tt
@@ -290,8 +324,8 @@ def ratio_figure(grids: list[Grid]) -> go.Figure:
                     go.Scatter(
                         x=g.batch, y=ratio, mode="lines+markers", marker={"size": 4},
                         line={"color": color, "dash": dash},
-                        name=f"S={g.seq_len[j]:,}, {g.strategy.label}",
-                        legendgroup=f"{si}-{j}", showlegend=(c == 1),
+                        name=f"S={tokens_label(g.seq_len[j])}", legendgroup=g.strategy.label,
+                        legendgrouptitle={"text": g.strategy.label}, showlegend=(c == 1),
                         customdata=np.stack([g.batch, np.full(tt.shape, g.seq_len[j]), ratio.round(4),
                                              g.arrays[key][:, j].round(4), tt.round(4),
                                              g.arrays["gamma"][:, j]], axis=-1),
@@ -309,9 +343,8 @@ def ratio_figure(grids: list[Grid]) -> go.Figure:
         fig.update_xaxes(**_axis("batch size (sequences)", b), row=1, col=c)
         fig.update_yaxes(title={"text": "time ratio (dimensionless)"}, row=1, col=c)
     fig.update_layout(
-        title={"text": "Verify and draft cost relative to a target decode step "
-                       "(colour: sequence length; dash: draft strategy)"},
-        height=520,
+        title={"text": "Verify and draft cost relative to a target decode step"},
+        height=560, legend=_BELOW,
     )
     return fig
 
@@ -321,8 +354,10 @@ def tradeoff_figure(grids: list[Grid]) -> go.Figure:
     fig = go.Figure()
     g0 = grids[0]
     xs, ys = [], []
-    for n, j in enumerate(_pick(len(g0.seq_len), MAX_TRADEOFF_LINES)):
-        color = _PALETTE[n % len(_PALETTE)]
+    cols = _pick(len(g0.seq_len), MAX_TRADEOFF_LINES)
+    colors = _colors(_SEQ_SCALE, len(cols))
+    for n, j in enumerate(cols):
+        color = colors[n]
         series = [("AR", g0, "latency_ar_ms", "throughput_ar", "solid")]
         series += [(f"SD {g.strategy.label}", g, "latency_sd_ms", "throughput_sd",
                     _DASHES[(si + 1) % len(_DASHES)]) for si, g in enumerate(grids)]
@@ -337,7 +372,8 @@ def tradeoff_figure(grids: list[Grid]) -> go.Figure:
             fig.add_trace(
                 go.Scatter(
                     x=lat, y=thr, mode="lines+markers", marker={"size": 5},
-                    line={"color": color, "dash": dash}, name=f"{name}, S={g.seq_len[j]:,}",
+                    line={"color": color, "dash": dash}, name=f"S={tokens_label(g.seq_len[j])}",
+                    legendgroup=name, legendgrouptitle={"text": name},
                     customdata=np.stack([g.batch[ok], np.full(lat.shape, g.seq_len[j]), lat.round(4),
                                          thr.round(1), g.arrays["speedup"][ok, j].round(4),
                                          g.arrays["gamma"][ok, j]], axis=-1),
@@ -350,11 +386,10 @@ def tradeoff_figure(grids: list[Grid]) -> go.Figure:
     lat_all = np.concatenate(xs) if xs else np.array([1.0])
     thr_all = np.concatenate(ys) if ys else np.array([1.0])
     fig.update_layout(
-        title={"text": "Throughput vs per-token latency along batch size (solid: autoregressive; "
-                       "dashed: SD); points that do not fit in memory are left out"},
-        xaxis=_axis("per-token latency (ms/token, per sequence)", lat_all),
-        yaxis=_axis("throughput (tokens/s, all sequences)", thr_all),
-        height=560,
+        title={"text": "Throughput vs per-token latency along batch size (solid: AR; dashed: SD)"},
+        xaxis=_axis("per-token latency (ms/token, per sequence)", lat_all, grid=False),
+        yaxis=_axis("throughput (tokens/s, all sequences)", thr_all, grid=False),
+        height=600, legend=_BELOW,
     )
     return fig
 
@@ -364,15 +399,17 @@ def interval_figure(grids: list[Grid], engine: str) -> go.Figure:
     fig = go.Figure()
     for si, g in enumerate(grids):
         dash = _DASHES[si % len(_DASHES)]
-        for n, i in enumerate(_pick(len(g.batch), MAX_LINES // 2)):
+        rows = _pick(len(g.batch), MAX_LINES // 2)
+        colors = _colors(_BATCH_SCALE, len(rows))
+        for n, i in enumerate(rows):
             ok = g.fits[i]
             if not ok.any():
                 continue
-            color = _PALETTE[n % len(_PALETTE)]
+            color = colors[n]
             x = g.seq_len[ok]
             a = g.arrays
             lo, mid, hi = a["speedup_lo"][i, ok], a["speedup"][i, ok], a["speedup_hi"][i, ok]
-            group = f"{si}-{i}"
+            group = g.strategy.label
             fig.add_trace(go.Scatter(
                 x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
                 fillcolor=color, opacity=0.18, line={"width": 0}, hoverinfo="skip",
@@ -380,7 +417,7 @@ def interval_figure(grids: list[Grid], engine: str) -> go.Figure:
             ))
             fig.add_trace(go.Scatter(
                 x=x, y=mid, mode="lines+markers", marker={"size": 4}, line={"color": color, "dash": dash},
-                legendgroup=group, name=f"batch {g.batch[i]}, {g.strategy.label}",
+                legendgroup=group, name=f"batch {g.batch[i]}", legendgrouptitle={"text": group},
                 customdata=np.stack([np.full(x.shape, g.batch[i]), x, mid.round(4), lo.round(4),
                                      hi.round(4), a["gamma"][i, ok]], axis=-1).astype(float),
                 hovertemplate=(f"{g.strategy.label}<br>batch %{{customdata[0]}}, seq_len "
@@ -390,17 +427,16 @@ def interval_figure(grids: list[Grid], engine: str) -> go.Figure:
             ))
     fig.add_hline(y=1.0, line={"color": "black", "width": 1, "dash": "dot"})
     fig.update_layout(
-        title={"text": f"Speedup with its 80% prediction interval (shaded) under engine {engine} "
-                       "(colour: batch size; dash: draft strategy)"},
+        title={"text": f"Speedup with its 80% prediction interval (shaded), engine {engine}"},
         xaxis=_axis("sequence length (tokens)", grids[0].seq_len),
-        yaxis={"title": {"text": "speedup (x)"}}, height=500,
+        yaxis={"title": {"text": "speedup (x)"}}, height=540, legend={**_BELOW, "groupclick": "togglegroup"},
     )
     return fig
 
 
 #: Draft kinds of the strategy map, in legend order, with their colours.
 MAP_KINDS = ("none (AR)", "self sparse-KV", "small model", "eagle", "mtp", "ngram")
-_MAP_COLORS = ("#d9d9d9", "#4292c6", "#41ab5d", "#ef6548", "#807dba", "#fdae6b")
+_MAP_COLORS = (_NO_GAIN_COLOR, "#1b9e77", "#d95f02", "#e7298a", "#66a61e", "#a6761d")
 
 
 def draft_kind(strategy: Strategy) -> str:
@@ -456,10 +492,15 @@ def strategy_map_figure(grids: list[Grid]) -> go.Figure:
         colorbar={"tickvals": list(range(n)), "ticktext": list(MAP_KINDS), "title": {"text": "draft"}},
         name="strategy map",
     ))
+    if not np.isfinite(top).all():
+        fig.add_trace(go.Heatmap(
+            x=xe, y=ye, z=np.where(np.isfinite(top), np.nan, 1.0),
+            colorscale=[[0, _OOM_COLOR], [1, _OOM_COLOR]],
+            showscale=False, hoverinfo="skip", name="out of memory",
+        ))
     fig.update_layout(
-        title={"text": f"Which draft wins: colour = kind of the best strategy (grey: none reaches "
-                       f"{WORTH_IT}x, use autoregressive decoding; blank: nothing can run: memory, context); "
-                       f"number = its speedup"},
+        title={"text": f"Which draft wins: colour = kind of the best strategy (white: none reaches "
+                       f"{WORTH_IT}x; grey: nothing can run: memory, context); number = its speedup"},
         xaxis=_axis("sequence length (tokens)", g0.seq_len, xe),
         yaxis=_axis("batch size (sequences)", g0.batch, ye), height=520,
     )

@@ -21,6 +21,7 @@ from ..feasibility import feasible
 from ..hardware import HardwareProfile
 from ..strategy import Strategy
 from ..sweep import MEMORY_UTILIZATION, Query
+from ..units import with_unit
 
 
 @dataclass
@@ -106,7 +107,10 @@ def inputs_table(
     for s in strategies:
         src = "the target's own weights"
         if s.draft in ("eagle", "mtp"):
-            src = f"a {s.draft} head on the target's hidden states (docs/model.md, draft kinds)"
+            src = {"eagle": "an EAGLE head on the target's hidden states (EAGLE, arXiv 2401.15077): one "
+                            "decoder layer of the target's shape with an input projection",
+                   "mtp": "the model's multi-token-prediction module (DeepSeek-V3, arXiv 2412.19437): one "
+                          "decoder layer with an input projection"}[s.draft]
         elif s.draft == "ngram":
             src = "n-gram prompt lookup: no GPU model; the engine's ngram_lookup_s per sequence"
         elif s.draft != "self":
@@ -120,13 +124,14 @@ def inputs_table(
             span = f"{lo:.3g}" if lo == hi else f"{lo:.3g} to {hi:.3g}"
             rows.append((f"acceptance, {s.label}", span, str(source)))
     for key, value in hw.datasheet.items():
-        rows.append((f"datasheet {key}", f"{value:.4g}", hw.sources.get(key, "")))
+        rows.append((f"datasheet {key}", with_unit(key, value), hw.sources.get(key, "")))
     for key, value in hw.efficiency.items():
-        rows.append((f"efficiency {key}", f"{value:.4g}", hw.sources.get(key, "")))
+        rows.append((f"efficiency {key}", with_unit(key, value), hw.sources.get(key, "")))
     engine = resolve_engine(query.engine, query.ideal)
     rows.append(("engine", f"{engine.name}: {engine.description}", engine.path or "built-in"))
     for key in engine.parameters:
-        rows.append((f"engine {key}", f"{engine.value(key):.4g} +- {engine.stderr.get(key, 0.0):.3g}",
+        rows.append((f"engine {key}", f"{with_unit(key, engine.value(key))} +- "
+                     f"{with_unit(key, engine.stderr.get(key, 0.0))}",
                      engine.sources.get(key, "")))
     rows.append(("memory fit", f"weights + KV caches <= {MEMORY_UTILIZATION:.0%} of GPU memory", ""))
     return pd.DataFrame(rows, columns=["input", "value", "source"])
@@ -166,3 +171,81 @@ def best_table(grids: list[Grid], cannot_run: frozenset[str] = frozenset()) -> p
             "use": "SD" if a["speedup"][i, j] >= WORTH_IT else f"AR (SD < {WORTH_IT}x)",
         })
     return pd.DataFrame(rows)
+
+
+def tokens_label(n: float) -> str:
+    """A token count as people write it: 1000 -> '1k', 128000 -> '128k', 1500 -> '1.5k', 512 -> '512',
+    2000000 -> '2M' (k = 1,000, as the command line reads '8k')."""
+    n = float(n)
+    for factor, suffix in ((1e6, "M"), (1e3, "k")):
+        if n >= factor:
+            return f"{n / factor:.3g}{suffix}"
+    return f"{n:.0f}"
+
+
+def summary(grids: list[Grid]) -> list[str]:
+    """The report's answer in a few sentences: the best configuration that fits in memory, where SD
+    pays (best strategy's speedup >= :data:`~..advise.WORTH_IT`) and by how much, and how many points do
+    not fit."""
+    shape = grids[0].arrays["speedup"].shape
+    sp = np.stack([np.where(g.fits, g.arrays["speedup"], -np.inf) for g in grids])  # (strategies, B, S)
+    best_k = np.argmax(sp, axis=0)
+    best = np.take_along_axis(sp, best_k[None], axis=0)[0]
+    fits = np.isfinite(best)
+    total = int(np.prod(shape))
+    lines = []
+    if not fits.any():
+        return [f"No point of the grid fits in GPU memory (weights + KV caches <= {MEMORY_UTILIZATION:.0%} "
+                "of capacity): fewer sequences, shorter contexts, more GPUs or an fp8 KV cache."]
+    k, i, j = np.unravel_index(int(np.argmax(np.where(fits[None], sp, -np.inf))), sp.shape)
+    g = grids[k]
+    a = g.arrays
+    lines.append(
+        f"Best configuration that fits in memory: {g.strategy.label} at batch {int(g.batch[i])}, "
+        f"seq_len {tokens_label(g.seq_len[j])} tokens, gamma {int(a['gamma'][i, j])}: speedup "
+        f"{a['speedup'][i, j]:.2f}x (80% interval {a['speedup_lo'][i, j]:.2f}-{a['speedup_hi'][i, j]:.2f}), "
+        f"{a['throughput_sd'][i, j]:,.0f} tokens/s with SD vs {a['throughput_ar'][i, j]:,.0f} without.")
+    pays = fits & (best >= WORTH_IT)
+    n_fit = int(fits.sum())
+    if pays.any():
+        gains = best[pays]
+        lines.append(
+            f"SD pays (speedup >= {WORTH_IT}x with the best strategy) at {int(pays.sum())} of the {n_fit} "
+            f"points that fit: median {np.median(gains):.2f}x, up to {gains.max():.2f}x.")
+        where = []
+        for i, b in enumerate(grids[0].batch):
+            js = np.flatnonzero(pays[i])
+            if js.size:
+                where.append(f"batch {int(b)} from {tokens_label(grids[0].seq_len[js[0]])}")
+        lines.append("Where it starts paying: " + ", ".join(where) + " tokens of context.")
+    else:
+        lines.append(f"SD does not pay anywhere on this grid: the best speedup of any strategy that fits "
+                     f"is {best[fits].max():.2f}x, below {WORTH_IT}x; decode autoregressively.")
+    if n_fit < total:
+        lines.append(f"{total - n_fit} of the {total} points (batch x seq_len) do not fit in GPU memory with "
+                     f"any strategy (grey in the heatmaps) and are left out of the above.")
+    return lines
+
+
+def acceptance_kinds(df: pd.DataFrame) -> str:
+    """Where the report's acceptance rates come from, in a few words: 'measured', 'default 0.8',
+    'given by --acceptance', 'published mean accepted lengths', ... (the full sources are in the
+    inputs table)."""
+    kinds = []
+    for src in pd.unique(df["acceptance_source"].astype(str)):
+        if "--acceptance-table" in src or "your table" in src:
+            kinds.append("your --acceptance-table")
+        elif "--acceptance" in src or "--accept-len" in src or "--position-acceptance" in src:
+            kinds.append("given on the command line")
+        elif src.startswith(("measured", "interpolated", "clamped")):
+            kinds.append("measured")
+            if not src.startswith("measured"):
+                kinds.append("interpolated between measured lengths" if src.startswith("interpolated")
+                             else "clamped outside the measured lengths")
+        elif "equivalent per-token rate" in src:
+            kinds.append("published mean accepted lengths")
+        elif src.startswith("default"):
+            kinds.append(src.split(" (")[0])
+        else:
+            kinds.append(" ".join(src.split()[:4]))
+    return ", ".join(dict.fromkeys(kinds))

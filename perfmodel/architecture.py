@@ -543,7 +543,8 @@ def get_model(spec: str | ModelArch) -> ModelArch:
 
 def _closest_ids(spec: str, hf_ids: dict[str, str]) -> str:
     """The closest registry Hugging Face ids to ``spec`` (compared in lower case, shown as spelt)."""
-    return ", ".join(hf_ids[k] for k in closest(spec.lower(), hf_ids).split(", "))
+    hint = closest(spec.lower(), hf_ids)
+    return ", ".join(hf_ids.get(k, k) for k in hint.split(", "))
 
 
 def _looks_like_hf_id(spec: str) -> bool:

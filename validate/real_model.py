@@ -330,6 +330,22 @@ def tokenizer_from_gguf(meta: Mapping[str, Any]) -> Tokenizer:
 
 
 # --------------------------------------------------------------------------- loading
+def checkpoint_arch(spec: str) -> ModelArch:
+    """The architecture record of a ``--checkpoint`` value (reads metadata only, no tensors)."""
+    path = resolve_checkpoint(spec)
+    if path.is_dir():
+        from ..perfmodel.architecture import load_hf_config
+
+        return load_hf_config(path)
+    return _gguf_arch(_gguf(path))
+
+
+def has_tokenizer(spec: str) -> bool:
+    """Whether a ``--checkpoint`` value brings a tokenizer (GGUF metadata, or ``tokenizer.json``)."""
+    path = resolve_checkpoint(spec)
+    return not path.is_dir() or (path / "tokenizer.json").is_file()
+
+
 def load_real_model(
     spec: str,
     device: str | torch.device = "cpu",

@@ -187,7 +187,7 @@ def test_a_gguf_file_loads_into_the_same_decoder(tmp_path, tiny_arch):
     write_gguf(dec, path, tokens, ["a b"])
     m = load_real_model(str(path))
     assert (m.arch.num_layers, m.arch.num_heads, m.arch.num_kv_heads, m.arch.rope_theta) == (2, 4, 2, 50000.0)
-    assert not m.arch.tie_embeddings and m.name == m.arch.name and "GGUF" in m.source
+    assert not m.arch.tie_embeddings and m.name == m.arch.name == "tiny" and "GGUF" in m.source
     assert m.tokenizer.encode("ab").ids == [3]
     prompt = torch.randint(0, arch.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
     be = TorchSDPABackend()
@@ -215,7 +215,6 @@ def smollm2():
         real_model.smollm2_path()
     except InputError as exc:  # CI installs it; a bare checkout may not
         pytest.skip(str(exc))
-    torch.set_num_threads(2)
     return load_real_model("smollm2")
 
 

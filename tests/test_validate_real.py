@@ -101,7 +101,8 @@ def test_validate_with_a_gguf_file_and_a_text_file(tmp_path, tiny_gguf):
     rate = _acceptance(out)
     assert len(rate) == 1 and 0.0 <= rate.iloc[0] <= 1.0
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["checkpoint"] == str(tiny_gguf.resolve()) and cfg["model"] == "tiny-gguf"
+    # no name in the metadata: the record is named after the file
+    assert cfg["checkpoint"] == str(tiny_gguf.resolve()) and cfg["model"] == "tiny"
     assert cfg["text"].startswith(str(text.resolve())) and "sha256:" in cfg["text"]
     comp = pd.read_csv(out / "comparison.csv")
     speed = comp[comp["quantity"] == "speedup"]

@@ -185,7 +185,8 @@ def arch_from_gguf(meta: Mapping[str, Any], *, has_output: bool, has_qkv_bias: b
     """The :class:`ModelArch` a GGUF file's metadata describes (LLaMA architecture only).
 
     The registry record is returned instead when one agrees on every shape field; otherwise the
-    record is named ``name`` (or ``general.basename``-``general.size_label``).
+    record is named ``name``, or else ``general.basename``-``general.size_label`` (the loader passes
+    the file's stem when the metadata hold no name).
     """
     kind = meta.get("general.architecture")
     if kind not in GGUF_ARCHITECTURES:
@@ -235,8 +236,9 @@ def arch_from_gguf(meta: Mapping[str, Any], *, has_output: bool, has_qkv_bias: b
 
 
 def _gguf_arch(f: _GGUFFile) -> ModelArch:
+    named = f.meta.get("general.basename") or f.meta.get("general.name")
     return arch_from_gguf(f.meta, has_output=f.has("output.weight"),
-                          has_qkv_bias=f.has("blk.0.attn_q.bias"), name="")
+                          has_qkv_bias=f.has("blk.0.attn_q.bias"), name="" if named else f.path.stem.lower())
 
 
 @lru_cache(maxsize=128)

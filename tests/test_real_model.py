@@ -4,6 +4,7 @@ GGUF file written here round-tripping into the same Decoder, and (slow tier) the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -200,6 +201,23 @@ def test_a_gguf_file_loads_into_the_same_decoder(tmp_path, tiny_arch):
         load_real_model(str(path), layers=3)
 
 
+def test_a_safetensors_folder_with_tokenizer_json_is_a_real_model(tmp_path, tiny_arch):
+    from magicdec_model.validate.checkpoint import save_checkpoint
+
+    dec = Decoder.synthetic(tiny_arch("tiny-st", torch_dtype="float32"), seed=9, dtype=torch.float32)
+    folder = save_checkpoint(dec, tmp_path / "tiny-st")
+    with pytest.raises(InputError, match="no tokenizer.json"):
+        load_real_model(str(folder))
+    tokenizer_from_gguf(_bpe_meta("smollm")).save(str(folder / "tokenizer.json"))
+    m = load_real_model(str(folder))
+    assert m.name == "tiny-st" and "safetensors" in m.source
+    assert m.tokenizer.encode("ab ab 12").tokens == ["ab", "Ġab", "Ġ", "1", "2"]
+    prompt = torch.randint(0, 89, (1, 8), generator=torch.Generator().manual_seed(2))
+    be = TorchSDPABackend()
+    assert torch.allclose(m.decoder.prefill(prompt, m.decoder.new_cache(1, 8), be),
+                          dec.prefill(prompt, dec.new_cache(1, 8), be), rtol=1e-5, atol=1e-6)
+
+
 def test_a_broken_gguf_file_is_a_one_line_error(tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"not a gguf file at all")
@@ -232,6 +250,14 @@ def _teacher_forced(dec: Decoder, ids: list[int]) -> tuple[float, float]:
 @pytest.mark.timeout(300)
 def test_smollm2_loads_with_its_registry_record_and_tokenizer(smollm2):
     assert smollm2.name == "smollm2-135m" and smollm2.arch == builtin_model("smollm2-135m")
+    # every value of the registry record, read from the shipped file's own metadata
+    f = real_model._gguf(real_model.smollm2_path())
+    read = arch_from_gguf(f.meta, has_output=f.has("output.weight"), match_registry=False, name="x")
+    reg = builtin_model("smollm2-135m")
+    assert read.rms_norm_eps == pytest.approx(reg.rms_norm_eps, rel=1e-6)  # stored as float32
+    assert dataclasses.replace(read, name=reg.name, hf_id=reg.hf_id, source=reg.source,
+                               rms_norm_eps=reg.rms_norm_eps, dtype_bytes=reg.dtype_bytes) == reg
+    assert f.meta["tokenizer.ggml.pre"] == "smollm" and len(f.meta["tokenizer.ggml.merges"]) == 48900
     assert smollm2.decoder.num_layers == 30 and smollm2.decoder.head is smollm2.decoder.embed  # tied
     tok = smollm2.tokenizer
     assert tok.get_vocab_size() == 49152

@@ -181,10 +181,11 @@ def _arch_value(meta: Mapping[str, Any], arch: str, key: str, default: Any = Non
 
 
 def arch_from_gguf(meta: Mapping[str, Any], *, has_output: bool, has_qkv_bias: bool = False,
-                   name: str = "") -> ModelArch:
+                   name: str = "", match_registry: bool = True) -> ModelArch:
     """The :class:`ModelArch` a GGUF file's metadata describes (LLaMA architecture only).
 
-    The registry record is returned instead when one agrees on every shape field; otherwise the
+    With ``match_registry``, the registry record is returned instead when one agrees on every
+    shape field; otherwise the
     record is named ``name``, or else ``general.basename``-``general.size_label`` (the loader passes
     the file's stem when the metadata hold no name).
     """
@@ -222,7 +223,7 @@ def arch_from_gguf(meta: Mapping[str, Any], *, has_output: bool, has_qkv_bias: b
     if scaling == "linear":
         fields["rope_scaling"] = {"rope_type": "linear",
                                   "factor": float(_arch_value(meta, kind, "rope.scaling.factor"))}
-    else:
+    elif match_registry:
         for reg_name in builtin_model_names():
             reg = builtin_model(reg_name)
             if reg.family == "llama" and not reg.rope_scaling and all(

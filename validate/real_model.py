@@ -91,7 +91,7 @@ def resolve_checkpoint(spec: str) -> Path:
     text = str(spec).strip()
     if text.lower() == SMOLLM2:
         return smollm2_path()
-    path = Path(text).expanduser()
+    path = Path(text)
     allowed = f"allowed: {SMOLLM2}, a FILE.gguf or a local safetensors folder with config.json"
     if path.is_file():
         if path.suffix.lower() != ".gguf":

@@ -92,6 +92,9 @@ def test_resolve_checkpoint_accepts_gguf_and_folders_and_names_what_is_allowed(t
     assert resolve_checkpoint(str(f)) == f
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="no \\*.safetensors weights"):
+        resolve_checkpoint(str(tmp_path / "hf"))
+    (tmp_path / "hf" / "model.safetensors").write_bytes(b"")
     assert resolve_checkpoint(str(tmp_path / "hf")) == tmp_path / "hf"
     txt = tmp_path / "w.bin"
     txt.write_bytes(b"x")

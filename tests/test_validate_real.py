@@ -60,6 +60,7 @@ def test_text_and_checkpoint_flag_errors_are_one_line(tmp_path, tiny_gguf):
     (folder / "config.json").write_text(json.dumps({
         "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2,
         "intermediate_size": 96, "vocab_size": 89}))
+    (folder / "model.safetensors").write_bytes(b"")  # never read: the flags are refused first
     cases = [
         (dict(text=str(words)), "--text .* needs a real model"),
         (dict(checkpoint=str(folder), text=str(words)), "no tokenizer.json"),

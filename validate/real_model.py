@@ -100,6 +100,8 @@ def resolve_checkpoint(spec: str) -> Path:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"--checkpoint {text}: no config.json in that folder; {allowed}")
+        if not any(path.glob("*.safetensors")):
+            raise InputError(f"--checkpoint {text}: no *.safetensors weights in that folder; {allowed}")
         return path
     raise InputError(f"--checkpoint {text}: no such file or folder; {allowed}")
 

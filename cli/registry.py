@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from magicdec_model.perfmodel.inputs import nonempty
+
 from .options import guard
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,6 +67,8 @@ def _windows_line(m: ModelArch) -> str:
 def models_show(name: str = typer.Argument(..., help="Registry name or config.json path.")) -> None:
     """Show one model's architecture record and derived sizes."""
     from magicdec_model.perfmodel.architecture import get_model
+    nonempty(name, "models show NAME", "a registry name (see 'magicdec-model models list') or "
+             "a path to a config.json")
     m = get_model(name)
     for key, value in _record_lines(m):
         typer.echo(f"{key:18} {value}")
@@ -105,6 +109,8 @@ def hardware_list() -> None:
 def hardware_show(name: str = typer.Argument(..., help="Profile name or .toml path.")) -> None:
     """Show one profile: datasheet, efficiencies and where each value came from."""
     from magicdec_model.perfmodel.hardware import load_profile
+    nonempty(name, "hardware show NAME", "a profile name (see 'magicdec-model hardware list') or "
+             "a path to a profile .toml")
     p = load_profile(name)
     typer.echo(f"{p.name}: {p.description}")
     for title, values in (("datasheet", p.datasheet), ("efficiency", p.efficiency)):
@@ -143,6 +149,8 @@ def engines_list() -> None:
 def engines_show(name: str = typer.Argument(..., help="Engine name or .toml path.")) -> None:
     """Show one engine: every term with its standard error and source, and its calibration."""
     from magicdec_model.perfmodel.engine import load_engine
+    nonempty(name, "engines show NAME", "an engine name (see 'magicdec-model engines list') or "
+             "a path to an engine .toml")
     e = load_engine(name)
     typer.echo(f"{e.name}: {e.description}")
     for title, values in (("terms", e.terms), ("efficiency", e.efficiency)):

@@ -497,6 +497,10 @@ def get_model(spec: str | ModelArch) -> ModelArch:
     """Resolve a registry name, a path to a ``config.json`` (or its folder), or a record."""
     if isinstance(spec, ModelArch):
         return spec
+    from .inputs import nonempty
+
+    nonempty(spec, "--model", "a registry name (see 'magicdec-model models list') or a path to a "
+             "config.json (or its folder)")
     if spec.endswith(".json") or "/" in spec or Path(spec).is_dir():
         return load_hf_config(spec)
     return builtin_model(spec)

@@ -23,8 +23,8 @@ from typing import Any
 
 from .errors import InputError
 from .grid import CHUNK_EVALUATIONS, chunk_queries, grid_rows
-from .outfiles import OutputLock, atomic_output, remove_stale_partials
-from .sweep import Query, predict
+from .outfiles import OutputLock, atomic_output, check_not_an_input, remove_stale_partials
+from .sweep import Query, predict, query_files
 
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
 #: share of the folder's free space a grid may fill
@@ -108,6 +108,7 @@ def write_grid(
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"{flag} {str(path)!r} must end in .csv or .parquet")
+    check_not_an_input(path, query_files(query), flag)
     total = grid_rows(query)
     chunks = chunk_queries(query, max_evaluations)
     first = next(chunks)

@@ -111,7 +111,7 @@ def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
 
 def test_stale_partials_of_a_target_are_removed_and_others_kept(tmp_path):
     target = tmp_path / "g[1].csv"
-    mine = tmp_path / "g[1].csv.abc123.partial"
+    mine = tmp_path / "g[1].csv.999999999-abc12345.partial"  # NAME.<pid>-<random>: a gone process
     other = tmp_path / "h.csv.abc123.partial"
     mine.write_text("x")
     other.write_text("y")

@@ -1,7 +1,7 @@
 """A whole grid of predictions written to CSV or Parquet chunk by chunk, atomically.
 
 :func:`write_grid` evaluates the query chunk by chunk (:mod:`.grid`, bounded memory), appends
-each chunk to a temporary ``NAME.<random>.partial`` file in the target's folder with pyarrow's
+each chunk to a temporary ``NAME.<pid>-<random>.partial`` file in the target's folder with pyarrow's
 streaming writers (``pyarrow.csv.CSVWriter``, ``pyarrow.parquet.ParquetWriter``), and renames
 it onto the target only when every row is written (:mod:`.outfiles`).  The target is locked for
 the whole run.  After the first chunk the final size is estimated (bytes per row so far x rows)

@@ -6,7 +6,7 @@
   lock file left behind by a dead process is stale and the next run simply takes it over.  A lock
   held by a live process is a one-line :class:`OutputLockedError` error naming that process.
 * :func:`atomic_output` / :func:`atomic_write_text` / :func:`atomic_write_bytes` - write to a
-  temporary ``NAME.<random>.partial`` file in the target's folder, fsync, then ``os.replace``
+  temporary ``NAME.<pid>-<random>.partial`` file in the target's folder, fsync, then ``os.replace``
   it onto the target: readers see the old file or the complete new one, never a part.  On any
   exception (Ctrl-C included) the temporary file is removed; after a SIGKILL it stays, under its
   ``.partial`` name, and the next locked run on that target removes it

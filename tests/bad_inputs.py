@@ -296,7 +296,8 @@ def _concurrent_partial(out: Path) -> None:
 
 
 def _partial_kept(out: Path) -> str | None:
-    left = [p.name for p in out.iterdir() if p.name.startswith("g.csv.x.csv.") and p.name.endswith(".partial")]
+    left = [p.name for p in out.iterdir()
+            if p.name.startswith("g.csv.x.csv.") and p.name.endswith(".partial")]
     return None if left else "the partial file of a concurrent sweep to g.csv.x.csv was removed"
 
 
@@ -344,8 +345,8 @@ def _wider_cases(add: Callable[..., None]) -> None:
             needles=(name,), check=_speedup_positive)
         add(f"advise --hardware {name}", ["advise", "--hardware", "{F:" + name + "}", "--format", "json"],
             EITHER, needles=(name,))
-        add(f"breakdown --hardware {name}", ["breakdown", "--hardware", "{F:" + name + "}", "--format", "json"],
-            EITHER, needles=(name,))
+        add(f"breakdown --hardware {name}",
+            ["breakdown", "--hardware", "{F:" + name + "}", "--format", "json"], EITHER, needles=(name,))
     for name in ("eng_host_huge.toml", "eng_stderr_huge.toml", "eng_quant_huge.toml", "eng_loop_huge.toml"):
         add(f"predict --engine {name}", ["predict", "--engine", "{F:" + name + "}", "--format", "json"],
             EITHER, needles=(name,), check=_speedup_positive)
@@ -369,13 +370,15 @@ def _wider_cases(add: Callable[..., None]) -> None:
                                                         "{F:acc_dup_same.csv}"], OK)
     # ---- internal errors
     for v in (str(10**30), "9223372036854775808", "1e30", "0", "1", "-1", "abc", "nan", "3"):
-        add(f"predict --verify-tokens {v[:24]!r}", [*tree, "--verify-tokens", v], needles=("--verify-tokens",))
+        add(f"predict --verify-tokens {v[:24]!r}", [*tree, "--verify-tokens", v],
+            needles=("--verify-tokens",))
     for v in (str(10**30), "0"):
         add(f"sweep --verify-tokens {v[:24]!r}",
             ["sweep", "--out", "{out}/g.csv", "--gamma", "3", "--accept-len", "2", "--verify-tokens", v],
             needles=("--verify-tokens",))
         add(f"breakdown --verify-tokens {v[:24]!r}",
-            ["breakdown", "--step", "verify", "--gamma", "3", "--verify-tokens", v], needles=("--verify-tokens",))
+            ["breakdown", "--step", "verify", "--gamma", "3", "--verify-tokens", v],
+            needles=("--verify-tokens",))
     add("predict --engine eng_resid_huge.toml", ["predict", "--engine", "{F:eng_resid_huge.toml}"],
         needles=("residual_sd_log",))
     for argv, name in ((["predict", "--engine"], "deep.toml"), (["predict", "--hardware"], "deep.toml"),
@@ -385,8 +388,8 @@ def _wider_cases(add: Callable[..., None]) -> None:
                        ([*cal, "--steps", "{F:steps_ok.csv}", "--prior"], "deep.toml"),
                        (["predict", "--model"], "deep_object.json")):
         add(f"{argv[0]} {argv[-1]} {name} (nested too deeply)", [*argv, "{F:" + name + "}"], needles=(name,))
-    add("calibrate --draft ngram with draft rows", [*cal, "--steps", "{F:steps_draft.csv}", "--draft", "ngram"],
-        needles=("ngram",))
+    add("calibrate --draft ngram with draft rows",
+        [*cal, "--steps", "{F:steps_draft.csv}", "--draft", "ngram"], needles=("ngram",))
     add("calibrate measurements without status", [*cal, "--steps", "{F:meas_nostatus.csv}"],
         needles=("meas_nostatus.csv", "status"))
     add("calibrate huge batch", [*cal, "--steps", "{F:steps_huge_batch.csv}"], needles=("batch",))
@@ -408,7 +411,8 @@ def _wider_cases(add: Callable[..., None]) -> None:
     add("breakdown --verify-tokens (a tree's verify step)",
         ["breakdown", "--step", "verify", "--gamma", "3", "--verify-tokens", "8"], OK)
     add("breakdown --verify-tokens below the chain",
-        ["breakdown", "--step", "verify", "--gamma", "3", "--verify-tokens", "3"], needles=("--verify-tokens",))
+        ["breakdown", "--step", "verify", "--gamma", "3", "--verify-tokens", "3"],
+        needles=("--verify-tokens",))
     # ---- messages and guards
     for sub in ("predict", "sweep", "breakdown", "advise", "report", "calibrate"):
         argv = {"sweep": ["sweep", "--out", "{out}/g.csv"], "report": ["report", "--out", "{out}/r.html"],
@@ -420,10 +424,18 @@ def _wider_cases(add: Callable[..., None]) -> None:
         if sub != "advise":
             add(f"{sub} --draft ''", [*argv, "--draft", ""], needles=("--draft",), absent=("'config.json'",))
     add("validate --model ''", _with(V, "--model", ""), needles=("--model",), absent=("'config.json'",))
+    for flag in ("--engine", "--start-profile", "--checkpoint"):
+        add(f"validate {flag} ''", _with(V, flag, ""), needles=(flag,))
+    for sub, argv in (("advise", ["advise"]), ("report", ["report", "--out", "{out}/r.html"]),
+                      ("compare-paper", ["compare-paper"]), ("sweep", ["sweep", "--out", "{out}/g.csv"])):
+        add(f"{sub} --acceptance-table ''", [*argv, "--acceptance-table", ""],
+            needles=("--acceptance-table",))
+    add("compare-paper --hardware ''", ["compare-paper", "--hardware", ""], needles=("--hardware",))
     add("compare-paper --engine ''", ["compare-paper", "--engine", ""], needles=("--engine",))
     add("calibrate --prior ''", [*cal, "--steps", "{F:steps_ok.csv}", "--prior", ""], needles=("--prior",))
     add("calibrate --steps ''", [*cal, "--steps", ""], needles=("--steps",))
-    add("predict --acceptance-table ''", ["predict", "--acceptance-table", ""], needles=("--acceptance-table",))
+    add("predict --acceptance-table ''", ["predict", "--acceptance-table", ""],
+        needles=("--acceptance-table",))
     for sub in ("models", "hardware", "engines"):
         add(f"{sub} show ''", [sub, "show", ""], needles=("empty",), absent=("'config.json'",))
     add("--engine a folder", ["predict", "--engine", "{F:dir.toml}"], needles=("dir.toml", "folder"))
@@ -451,11 +463,45 @@ def _wider_cases(add: Callable[..., None]) -> None:
         add(f"{sub} show (100 KB)", [sub, "show", LONG], needles=("xxx",))
     add("validate --device (100 KB)", _with(V, "--device", LONG), needles=("--device",))
     for argv, name in ((["predict", "--model"], "big.json"), (["predict", "--engine"], "big.toml"),
-                       (["predict", "--hardware"], "big.toml"), (["predict", "--acceptance-table"], "big.csv"),
+                       (["predict", "--hardware"], "big.toml"),
+                       (["predict", "--acceptance-table"], "big.csv"),
                        ([*cal, "--steps"], "big.csv"), (["engines", "show"], "big.toml"),
-                       (["models", "show"], "big.json"), ([*cal, "--steps", "{F:steps_ok.csv}", "--prior"],
-                                                          "big.toml")):
-        add(f"{argv[0]} {argv[-1]} {name} (over 64 MiB)", [*argv, "{F:" + name + "}"], needles=(name, "64 MiB"))
+                       (["models", "show"], "big.json"),
+                       ([*cal, "--steps", "{F:steps_ok.csv}", "--prior"], "big.toml")):
+        add(f"{argv[0]} {argv[-1]} {name} (over 64 MiB)", [*argv, "{F:" + name + "}"],
+            needles=(name, "64 MiB"))
+    # ---- widening: every value flag of every prediction command refuses a bad value, naming it
+    bad_value = {"--acceptance": "2", "--kv-budget": "0", "--gpus": "0", "--kv-method": "bogus-method",
+                 "--kv-dtype": "nf4", "--weight-dtype": "int3", "--draft-fraction": "2", "--draft-vocab": "0",
+                 "--position-acceptance": "a,b"}
+    shapes = {"sweep": ["sweep", "--out", "{out}/g.csv", "--gamma", "3"],
+              "breakdown": ["breakdown", "--gamma", "3"], "report": ["report", "--out", "{out}/r.html"],
+              "advise": ["advise"]}
+    for sub, argv in shapes.items():
+        for flag, value in bad_value.items():
+            if sub != "sweep" and flag in ("--draft-fraction", "--position-acceptance", "--acceptance") \
+                    and not (flag == "--acceptance" and sub in ("report", "advise")):
+                continue
+            if sub in ("report", "advise") and flag == "--draft-vocab":
+                continue
+            if sub == "advise" and flag in ("--kv-budget", "--kv-method"):
+                continue
+            extra = ["--draft", "eagle"] if flag == "--draft-vocab" else []
+            add(f"{sub} {flag} {value}", [*argv, *extra, flag, value], needles=(flag,))
+    for sub, argv in shapes.items():  # boolean flags: valid alone
+        add(f"{sub} --ideal", [*argv, "--ideal", "--batch", "1", "--seq-len", "1k"], OK)
+        add(f"{sub} --expert-parallel (MoE)", [*argv, "--expert-parallel", "--model", "mixtral-8x7b",
+                                               "--gpus", "8", "--batch", "1", "--seq-len", "1k"], OK)
+    add("predict --expert-parallel (MoE)", ["predict", "--expert-parallel", "--model", "mixtral-8x7b",
+                                            "--gpus", "8", "--batch", "1", "--seq-len", "1k"], OK)
+    add("compare-paper --ideal", ["compare-paper", "--ideal", "--format", "json"], OK)
+    add("validate --resume (bad device)", [*_with(V, "--device", "tpu"), "--resume"], needles=("--device",))
+    add("validate --cuda-graph (bad device)", [*_with(V, "--device", "tpu"), "--cuda-graph"],
+        needles=("--device",))
+    add("calibrate --name and --description (100 KB)", [*cal, "--steps", "{F:steps_ok.csv}", "--name", LONG,
+                                                       "--description", LONG], EITHER, needles=("--name",))
+    add("calibrate --name ''", [*cal, "--steps", "{F:steps_ok.csv}", "--name", ""], EITHER,
+        needles=("--name",))
     # ---- widening: calibrate and engines flags, --engine, --accept-len, --verify-tokens everywhere
     for v in ("0", "-1", "1e30", "abc", "1,2", ""):
         add(f"calibrate --gpus {v!r}", [*_with(cal, "--gpus", v), "--steps", "{F:steps_ok.csv}"],
@@ -467,6 +513,8 @@ def _wider_cases(add: Callable[..., None]) -> None:
     add("calibrate --prior dir.toml", [*cal, "--steps", "{F:steps_ok.csv}", "--prior", "{F:dir.toml}"],
         needles=("dir.toml",))
     add("engines list", ["engines", "list"], OK)
+    add("models list", ["models", "list"], OK)
+    add("hardware list", ["hardware", "list"], OK)
     add("engines show generic", ["engines", "show", "generic"], OK)
     add("engines show eng_ok.toml", ["engines", "show", "{F:eng_ok.toml}"], OK)
     add("predict --engine eng_ok.toml", ["predict", "--engine", "{F:eng_ok.toml}"], OK)
@@ -640,13 +688,15 @@ def make_files(root: Path) -> dict[str, Path]:
     ar_steps = resources.files("magicdec_model.perfmodel").joinpath(
         "data/engines/magicdec-8xa100-ar-steps.csv").read_text(encoding="utf-8")
     put("steps_ok.csv", ar_steps)
+    put("steps_small.csv", "batch,seq_len,step_s\n32,2048,0.00947\n64,2048,0.0139\n128,2048,0.01916\n"
+        "256,4096,0.03\n")
     put("steps_dup5.csv", "batch,seq_len,step_s\n" + "32,2048,0.00947\n" * 5)
     put("steps_draft.csv", "batch,seq_len,step_s,kind\n32,2048,0.00947,decode\n64,2048,0.0139,decode\n"
         "128,2048,0.01916,decode\n32,2048,0.002,draft\n")
     put("steps_huge_batch.csv", "batch,seq_len,step_s\n32,2048,0.00947\n1e300,2048,0.0139\n128,2048,0.019\n")
     put("steps_huge_time.csv", "batch,seq_len,step_s\n32,2048,0.00947\n64,2048,1e300\n128,2048,0.019\n")
-    put("meas_nostatus.csv", "key,stage,op,value,batch,seq_len,gpus\nb32,check,target_decode,0.009,32,2048,8\n"
-        "b64,check,target_decode,0.013,64,2048,8\n")
+    put("meas_nostatus.csv", "key,stage,op,value,batch,seq_len,gpus\n"
+        "b32,check,target_decode,0.009,32,2048,8\nb64,check,target_decode,0.013,64,2048,8\n")
     put("acc_conflict.csv", _ACC_HEAD + _ACC_ROW.format(budget=512, seq=8000, acc=0.7)
         + _ACC_ROW.format(budget=512, seq=8000, acc=0.9))
     put("acc_dup_same.csv", _ACC_HEAD + _ACC_ROW.format(budget=512, seq=8000, acc=0.7) * 2)

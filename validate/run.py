@@ -28,7 +28,7 @@ from ..perfmodel.hardware import (
     load_profile,
     profile_from_dict,
 )
-from ..perfmodel.inputs import check_int
+from ..perfmodel.inputs import check_int, nonempty
 from ..perfmodel.outfiles import (
     OutputLock,
     check_out_folder,
@@ -157,6 +157,11 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
             "validate runs real kernels and needs torch, which is not installed; "
             "install it with: pip install 'magicdec-model[validate]'"
         )
+    for flag, value, allowed in (("--checkpoint", cfg.checkpoint, "a local folder with config.json and "
+                                  "*.safetensors"), ("--start-profile", cfg.start_profile, "a profile name "
+                                  "(see 'magicdec-model hardware list') or a path to a profile .toml")):
+        if value is not None:  # '' is no folder and no profile: never the current folder or the default
+            nonempty(str(value), flag, allowed)
     if cfg.checkpoint:
         folder = Path(cfg.checkpoint)
         if not (folder / "config.json").is_file():

@@ -29,6 +29,10 @@ POSITIVE = ("t_target_s", "t_verify_s", "latency_ar_s", "latency_sd_s", "speedup
             "t_verify_s_lo", "t_verify_s_hi", "memory_per_gpu_bytes", "memory_capacity_bytes",
             "expected_tokens")
 
+#: Columns whose +inf means "never": the sequence length at which KV reads match weight reads is
+#: infinite for a model whose every layer is windowed (no KV grows with the context; JSON null)
+MAY_BE_INFINITE = ("critical_seq_len",)
+
 
 def _hint(inputs: str) -> str:
     """Why a non-finite or non-physical number appears: inputs at the edge of float64."""
@@ -52,7 +56,8 @@ def check_predictions(df: pd.DataFrame, inputs: str = "") -> pd.DataFrame:
     Physical: the times, rates and speedups of :data:`POSITIVE` are > 0, the others >= 0, the
     tokens per step at most gamma + 1 (a chain or tree of depth gamma), acceptance in [0, 1].
     A tree given by its accepted length (``--accept-len`` with ``--verify-tokens``) has no
-    per-token rate: its acceptance is NaN (shown as empty), the one number allowed to be missing.
+    per-token rate: its acceptance is NaN (shown as empty); :data:`MAY_BE_INFINITE` columns may
+    be +inf.
     ``inputs`` names the files the numbers come from (``--hardware my.toml``) for the message.
     """
     if df.empty:
@@ -64,6 +69,8 @@ def check_predictions(df: pd.DataFrame, inputs: str = "") -> pd.DataFrame:
         values = df[col].to_numpy(dtype=float)
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(values) | ((values <= 0) if col in POSITIVE else (values < 0))
+        if col in MAY_BE_INFINITE:
+            bad &= ~np.isposinf(values)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             kind = "not finite" if not np.isfinite(values[i]) else "not physical (must be > 0)" \

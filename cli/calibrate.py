@@ -61,9 +61,13 @@ def calibrate_cmd(
     from magicdec_model.perfmodel.calibrate import calibrate, read_steps, step_model
     from magicdec_model.perfmodel.engine import engine_to_toml, load_engine
     from magicdec_model.perfmodel.hardware import load_profile
-    from magicdec_model.perfmodel.outfiles import atomic_write_text, check_out_file
+    from magicdec_model.perfmodel.inputs import nonempty
+    from magicdec_model.perfmodel.outfiles import atomic_write_text, check_not_an_input, check_out_file
     from magicdec_model.perfmodel.parallel import shard
     path = check_out_file(out, (".toml",))
+    check_not_an_input(path, {"--steps": steps, "--hardware": hardware, "--prior": prior, "--model": model})
+    nonempty(prior, "--prior", "an engine name (see 'magicdec-model engines list') or a path to an engine "
+             ".toml")
     g = int_list(gpus, "--gpus")
     if len(g) != 1:
         raise InputError(f"--gpus {gpus!r}: calibrate takes one default GPU count")
@@ -88,6 +92,7 @@ def calibrate_cmd(
 
 
 def _print(res, model: str, hw: str) -> None:
+    from magicdec_model.perfmodel.calibrate import NOT_CROSS_VALIDATED
     from magicdec_model.perfmodel.intervals import LEVEL
 
     from .output import Column, console, say, show
@@ -102,6 +107,8 @@ def _print(res, model: str, hw: str) -> None:
     for key, why in res.kept_prior.items():
         where = "engine prior" if key in e.parameters else "hardware profile"
         say(f"not fitted: {key} ({where}): {why}", con, "dim")
-    say(f"MAPE in-sample {res.mape_in_sample:.1f}%, {res.cv_method} cross-validated "
-        f"{res.mape_cv:.1f}%; residual spread {res.residual_sd_log:.3f} (log), {res.dof} degrees of "
-        f"freedom; predictions with this engine carry {LEVEL:.0%} intervals", con)
+    cv = (f"{res.cv_method} cross-validated {res.mape_cv:.1f}%" if res.cv_method != NOT_CROSS_VALIDATED
+          else f"not cross-validated ({len(res.measured)} steps for {len(res.fitted)} parameter(s): holding "
+               f"one out leaves none spare)")
+    say(f"MAPE in-sample {res.mape_in_sample:.1f}%, {cv}; residual spread {res.residual_sd_log:.3f} "
+        f"(log), {res.dof} degrees of freedom; predictions with this engine carry {LEVEL:.0%} intervals", con)

@@ -19,6 +19,7 @@ import errno
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -124,11 +125,49 @@ def usage_line(exc: Exception, args: list[str] | None = None) -> str:
 
 def one_line(text: str) -> str:
     """``text`` on one line: control characters (a newline or carriage return inside a user's
-    value) shown as escapes (``\\r``), never printed raw."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text).strip())
+    value) shown as escapes (``\\r``), never printed raw; a value of more than
+    :data:`MAX_WORD` characters shown by its ends and its length, the line cut to :data:`MAX_LINE`."""
+    line = _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text).strip())
+    line = _LONG_WORD.sub(lambda m: f"{m.group()[:60]}...({len(m.group()):,} characters)...{m.group()[-20:]}",
+                          line)
+    if len(line) > MAX_LINE:
+        line = f"{line[:MAX_LINE - 200]} ...({len(line):,} characters)... {line[-150:]}"
+    return line
 
 
+#: longest run of non-blank characters (a value, a path) an error line shows whole
+MAX_WORD = 240
+#: longest error line (longer: its start and end)
+MAX_LINE = 800
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LONG_WORD = re.compile(rf"\S{{{MAX_WORD + 1},}}")
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def name_flag(line: str, given: list[tuple[str, str]]) -> str:
+    """``line``, starting with the flag whose value it is about when it names no flag itself.
+
+    ``given``: (flag, value) pairs the user set; the longest value found in the line decides.
+    """
+    if _FLAG.search(line):
+        return line
+    found = [(len(v), flag) for flag, v in given if v.strip() and v in line]
+    return f"{max(found)[1]}: {line}" if found else line
+
+
+def argv_pairs(args: list[str] | None) -> list[tuple[str, str]]:
+    """(flag, value) pairs of an argument list ('--flag value' and '--flag=value')."""
+    args = list(args or [])
+    out = []
+    for i, a in enumerate(args):
+        if not a.startswith("--"):
+            continue
+        if "=" in a:
+            flag, _, value = a.partition("=")
+            out.append((flag, value))
+        elif i + 1 < len(args):
+            out.append((a, args[i + 1]))
+    return out
 
 
 def print_error(line: str) -> None:
@@ -137,18 +176,27 @@ def print_error(line: str) -> None:
         print(f"error: {one_line(line)}", file=sys.stderr)
 
 
+#: numpy's floating-point warnings: every number a command prints is checked to be finite
+#: (:mod:`magicdec_model.perfmodel.physical`), so an overflow on the way is refused there, not
+#: shown as a warning
+_NUMPY_FP_WARNINGS = r"(overflow|invalid value|divide by zero|underflow) encountered"
+
+
 def run_command(main: Callable[..., Any], standalone_mode: bool = True, **kwargs: Any) -> Any:
     """Call a click ``main`` non-standalone and end as the module docstring says."""
+    argv = kwargs.get("args")
+    argv = list(argv) if argv is not None else sys.argv[1:]
     try:
-        rv = main(standalone_mode=False, **kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NUMPY_FP_WARNINGS, category=RuntimeWarning)
+            rv = main(standalone_mode=False, **kwargs)
         code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except NoArgsIsHelpError as exc:
         with contextlib.suppress(OSError):
             print(exc.ctx.get_help())
         code = 0
     except ClickException as exc:
-        argv = kwargs.get("args")
-        print_error(usage_line(exc, list(argv) if argv is not None else sys.argv[1:]))
+        print_error(usage_line(exc, argv))
         code = 2
     except typer.Exit as exc:
         code = exc.exit_code
@@ -159,7 +207,7 @@ def run_command(main: Callable[..., Any], standalone_mode: bool = True, **kwargs
             print("interrupted", file=sys.stderr)
         code = 130
     except InputError as exc:
-        print_error(str(exc))
+        print_error(name_flag(str(exc), argv_pairs(argv)))
         code = 2
     except MemoryError:
         print_error("out of memory; allowed: inputs whose grid fits in memory (fewer values per flag, "
@@ -172,7 +220,7 @@ def run_command(main: Callable[..., Any], standalone_mode: bool = True, **kwargs
             code = 1
         else:
             name = f"{exc.filename}: " if exc.filename else ""
-            print_error(f"{name}{exc.strerror or type(exc).__name__}")
+            print_error(name_flag(f"{name}{exc.strerror or type(exc).__name__}", argv_pairs(argv)))
             code = 2
     except Exception as exc:
         if os.environ.get(TRACEBACK_ENV):

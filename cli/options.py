@@ -24,12 +24,34 @@ def guard(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except InputError as exc:
-            from .exits import print_error
+            from .exits import name_flag, print_error
 
-            print_error(str(exc))
+            print_error(name_flag(str(exc), _given(func, kwargs)))
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _given(func: Callable[..., Any], kwargs: dict[str, Any]) -> list[tuple[str, str]]:
+    """(flag, value) of the options of ``func`` set to other text than their defaults."""
+    import inspect
+    import typing
+
+    out = []
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+        params = inspect.signature(func).parameters
+    except (TypeError, NameError):  # pragma: no cover - unresolvable annotations
+        return out
+    for name, value in kwargs.items():
+        p = params.get(name)
+        if not isinstance(value, str) or p is None or value == p.default:
+            continue
+        for meta in getattr(hints.get(name), "__metadata__", ()):
+            decls = [d for d in getattr(meta, "param_decls", ()) or () if d.startswith("--")]
+            if type(meta).__name__ == "OptionInfo":
+                out.append((decls[0] if decls else "--" + name.replace("_", "-"), value))
+    return out
 
 
 def int_list(text: str, flag: str) -> list[int]:

@@ -300,10 +300,12 @@ def engine_footer(engine: EngineProfile) -> list[str]:
     lines = [engine.describe() + "."]
     if engine.calibrated:
         cal = engine.calibration
+        cv = (f"{cal.get('cv', 'cross')}-validated {cal['mape_cv_pct']:.1f}%" if "mape_cv_pct" in cal
+              else "not cross-validated")
+        fit = f"in-sample MAPE {cal['mape_in_sample_pct']:.1f}%, " if "mape_in_sample_pct" in cal else ""
         lines.append(
             f"  calibrated on {cal.get('points')} measured steps of {cal.get('model')} on "
-            f"{cal.get('hardware')} (in-sample MAPE {cal.get('mape_in_sample_pct', float('nan')):.1f}%, "
-            f"{cal.get('cv', 'cross')}-validated {cal.get('mape_cv_pct', float('nan')):.1f}%); "
+            f"{cal.get('hardware')} ({fit}{cv}); "
             f"{LEVEL:.0%} intervals from its covariance and residual spread"
         )
     elif engine.uncertain_parameters():

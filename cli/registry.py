@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from magicdec_model.perfmodel.inputs import nonempty
+
 from .options import guard
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +71,8 @@ def models_show(
     from magicdec_model.perfmodel.architecture import get_model
 
     from .output import described
+    nonempty(name, "models show NAME", "a registry name (see 'magicdec-model models list') or "
+             "a path to a config.json")
     m = get_model(name)
     rows = [(key, str(value), "") for key, value in _record_lines(m)]
     rows.append(("params", f"{m.param_count():,}", ""))
@@ -113,6 +117,8 @@ def hardware_show(
     from magicdec_model.perfmodel.units import with_unit
 
     from .output import console, described, say
+    nonempty(name, "hardware show NAME", "a profile name (see 'magicdec-model hardware list') or "
+             "a path to a profile .toml")
     p = load_profile(name)
     if as_toml:
         from magicdec_model.perfmodel.hardware import profile_to_toml
@@ -160,6 +166,8 @@ def engines_show(name: str = typer.Argument(..., help="Engine name or .toml path
     from magicdec_model.perfmodel.units import with_unit
 
     from .output import console, described, say
+    nonempty(name, "engines show NAME", "an engine name (see 'magicdec-model engines list') or "
+             "a path to an engine .toml")
     e = load_engine(name)
     con = console()
     say(f"{e.name}: {e.description}", con)

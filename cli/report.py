@@ -84,10 +84,10 @@ def report_cmd(
     expert_parallel: ExpertParallel = False,
 ) -> None:
     """Write an HTML report: speedup heatmaps, regimes, KV share, step ratios, throughput vs latency."""
-    from magicdec_model.perfmodel.outfiles import OutputLock, check_out_file
+    from magicdec_model.perfmodel.outfiles import OutputLock, check_not_an_input, check_out_file
     from magicdec_model.perfmodel.report import build_report, write_report
     from magicdec_model.perfmodel.strategy import cross_strategies
-    from magicdec_model.perfmodel.sweep import Query
+    from magicdec_model.perfmodel.sweep import Query, query_files
     t0 = time.perf_counter()
     path = check_out_file(out, (".html", ".htm"))
     gpu_counts = int_list(gpus, "--gpus")
@@ -103,6 +103,7 @@ def report_cmd(
         budget_policy="cap", engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
         expert_parallel=expert_parallel,
     )
+    check_not_an_input(path, query_files(query))
     check_grid(grid_size(len(strategies), len(query.batch), len(query.seq_len)), MAX_REPORT_CELLS,
                "the report (strategies x batches x sequence lengths)",
                "fewer values or a coarser range; 'sweep --out FILE' writes any grid")

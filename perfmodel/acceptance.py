@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .inputs import read_csv
+from .inputs import nonempty, read_csv
 
 DEFAULT_ACCEPTANCE = 0.8
 COLUMNS = ("model", "draft", "method", "budget", "seq_len", "acceptance", "dataset", "source")
@@ -97,9 +97,30 @@ def load_table(path: str | Path | None = None) -> pd.DataFrame:
     base = builtin_table().assign(origin="built-in")
     if path is None:
         return base
+    nonempty(str(path), "--acceptance-table", "a CSV file of acceptance measurements")
     p = Path(path)
-    user = read_csv(p, "acceptance table")
-    return pd.concat([_validate(user, str(p)).assign(origin="user"), base], ignore_index=True)
+    user = _no_conflicts(_validate(read_csv(p, "acceptance table"), str(p)), str(p))
+    return pd.concat([user.assign(origin="user"), base], ignore_index=True)
+
+
+#: the columns that say which measurement a row is: one acceptance each
+KEY_COLUMNS = ("model", "draft", "method", "budget", "seq_len")
+
+
+def _no_conflicts(df: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """``df`` when no two rows give different acceptances for one measurement (:data:`KEY_COLUMNS`);
+    a repeated identical row is fine (the lookup uses the first)."""
+    first = df.drop_duplicates(list(KEY_COLUMNS))
+    merged = df.reset_index().merge(first.reset_index(), on=list(KEY_COLUMNS), suffixes=("", "_first"))
+    clash = merged[merged["acceptance"] != merged["acceptance_first"]]
+    if not clash.empty:
+        row = clash.iloc[0]
+        raise InputError(
+            f"acceptance table {origin}: rows {int(row['index_first']) + 1} and {int(row['index']) + 1} give "
+            f"{row['model']} drafted by {row['draft']} ({row['method']}, budget {int(row['budget'])}) at "
+            f"seq_len {int(row['seq_len'])} two acceptances ({row['acceptance_first']:g} and "
+            f"{row['acceptance']:g}); allowed: one acceptance per measurement (keep one row, or their mean)")
+    return df
 
 
 @dataclass

@@ -523,6 +523,10 @@ def get_model(spec: str | ModelArch) -> ModelArch:
     """
     if isinstance(spec, ModelArch):
         return spec
+    from .inputs import nonempty
+
+    nonempty(spec, "--model", "a registry name (see 'magicdec-model models list'), a Hugging Face id "
+             "or a path to a config.json (or its folder)")
     path = Path(spec)
     if spec and (path.is_file() or path.is_dir()):
         return load_hf_config(spec)

@@ -8,10 +8,11 @@ import pandas as pd
 
 from .errors import InputError
 from .ops import step_ops
+from .physical import check_numbers
 from .roofline import op_time
 from .scenario import STEP_KINDS, resolve
 from .speculative import check_gamma
-from .sweep import Query
+from .sweep import Query, input_files
 
 #: The steps ``breakdown`` shows (the SD steps of :mod:`scenario`).
 STEPS = STEP_KINDS
@@ -54,7 +55,7 @@ def step_breakdown(
     query = Query(model=model, batch=[batch], seq_len=[seq_len], draft=draft, kv_method=kv_method,
                   kv_budget=[kv_budget], hardware=hardware, gpus=[gpus], gamma=[gamma], ideal=ideal,
                   engine=engine, budget_policy="cap",
-                  **({"acceptance": 0.5} if "accept_len" not in options else {}), **options)
+                  **_any_acceptance(options), **options)
     scn = resolve(query)[0]
     if step == "draft" and not scn.draft.has_forward:
         raise InputError(f"--step draft: a {scn.draft.kind} draft runs no forward step (its host "
@@ -89,7 +90,18 @@ def step_breakdown(
     # the engine rows add exactly what step_time charges (one formula: EngineProfile.step_overhead)
     total = float(scn.step_time(step, batch, seq_len, kv_budget, gamma).time)
     df["share"] = df["time_s"] / total
+    numbers = {c: df[c] for c in ("flops", "bytes", "comm_bytes", "time_s", "share")}
+    check_numbers({"step time": total, **numbers}, "breakdown", positive=("step time",),
+                  inputs=input_files(query))
     df["engine"] = scn.engine.name
     df.attrs["engine"] = scn.engine
     df.attrs["step_time_s"] = total
     return df
+
+
+def _any_acceptance(options: dict) -> dict:
+    """An acceptance for the query: a step's time does not depend on it (a tree's: any accepted
+    length; a chain's: any rate), unless the options give one."""
+    if "accept_len" in options or "position_acceptance" in options:
+        return {}
+    return {"accept_len": 1.0} if options.get("verify_tokens") is not None else {"acceptance": 0.5}

@@ -33,7 +33,9 @@ from .drafts import make_draft
 from .engine import EFFICIENCY_OVERRIDES, ENGINE_TERMS, EngineProfile
 from .errors import InputError
 from .hardware import HardwareProfile
+from .inputs import MAX_BATCH, MAX_GPUS, MAX_SEQ_LEN, MAX_VERIFY_TOKENS, read_text
 from .parallel import shard
+from .physical import check_numbers
 from .step import step_time
 from .units import with_unit
 
@@ -47,9 +49,13 @@ MIN_INDEPENDENCE = 0.2
 MAX_RELATIVE_STDERR = 1.0
 STEP_KINDS = ("decode", "verify", "draft")
 REQUIRED_COLUMNS = ("batch", "seq_len", "step_s")
+#: The columns of a validate measurements.csv that calibrate reads
+MEASUREMENT_COLUMNS = ("key", "stage", "op", "status", "value", "batch", "seq_len", "gpus")
 #: Units of the fit's internal coordinates (x = theta / scale): microseconds, fractions, GB/s.
 _SCALE = {"allreduce_busbw": 1e9}
 _LOO_MAX = 30
+#: ``Calibration.cv_method`` when no fold could be held out (as many points as parameters + 1)
+NOT_CROSS_VALIDATED = "none"
 _COLLINEAR = "collinear"
 _FOLDS = 5
 
@@ -95,13 +101,20 @@ def _show(value: object) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+#: Largest value of each column of a steps file (a bigger one is no decode, verify or draft step)
+COLUMN_MAX = {"batch": MAX_BATCH, "seq_len": MAX_SEQ_LEN, "q": MAX_VERIFY_TOKENS, "kv_len": MAX_SEQ_LEN,
+              "gpus": MAX_GPUS, "step_s": 60.0}
+
+
 def _column(df: pd.DataFrame, col: str, origin: str, *, positive: bool = True) -> np.ndarray:
     values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(values) | ((values <= 0) if positive else (values < 0))
+    hi = COLUMN_MAX[col]
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | ((values <= 0) if positive else (values < 0)) | (values > hi)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(f"steps {origin}: row {i + 1} has {col}={_show(df[col].iloc[i])}; allowed: a "
-                         f"{'positive' if positive else 'non-negative'} finite number")
+                         f"{'positive' if positive else 'non-negative'} finite number up to {hi:,g}")
     return values
 
 
@@ -145,6 +158,10 @@ def steps_from_frame(df: pd.DataFrame, gpus: int, origin: str = "<frame>") -> St
 
 def _from_measurements(df: pd.DataFrame, gpus: int, origin: str) -> StepData:
     """The validator's measurements.csv: its AR decode steps (``target_decode``) only."""
+    missing = [c for c in MEASUREMENT_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"steps {origin}: a validate measurements.csv without its columns {missing}; "
+                         f"need {list(MEASUREMENT_COLUMNS)}")
     rows = df[(df["stage"] == "check") & (df["op"] == "target_decode") & (df["status"] == "ok")]
     if rows.empty:
         raise InputError(f"steps {origin}: a validate measurements.csv without measured AR steps "
@@ -157,12 +174,13 @@ def _from_measurements(df: pd.DataFrame, gpus: int, origin: str) -> StepData:
 
 def read_steps(path: str | Path, gpus: int) -> StepData:
     """Read a CSV of measured steps (or a validate measurements.csv); bad input -> InputError."""
+    import io
+
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"--steps {str(p)!r} does not exist or is not a file")
+    text = read_text(p, "--steps")  # exists, a file, readable UTF-8 text, at most 64 MiB
     try:
-        df = pd.read_csv(p)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        df = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise InputError(f"--steps {p}: not a readable CSV ({exc.__class__.__name__})") from None
     return steps_from_frame(df, gpus, str(p))
 
@@ -314,9 +332,22 @@ def calibrate(model: StepModel, data: StepData, *, fit: list[str] | None = None,
 
     if len(data) < 2:
         raise InputError(f"steps {data.origin}: {len(data)} step(s); calibrate needs at least 2")
+    if model.draft is None and bool(np.any(data.kind == "draft")):
+        raise InputError(f"steps {data.origin}: {int(np.sum(data.kind == 'draft'))} draft row(s), but "
+                         f"--draft ngram runs no draft forward step; allowed: the --draft that ran them "
+                         f"(self, a registry model, eagle, mtp)")
+    points = distinct_points(data)
+    if points < 2:
+        raise InputError(f"steps {data.origin}: all {len(data)} steps are at one point (same batch, "
+                         f"seq_len, q, kv_len, gpus and kind), which determines no parameter and no "
+                         f"error; calibrate needs steps at 2 or more distinct points")
     if fit is None:
         keys, why = choose_free(model, data, candidates)
+        keys = keys[: points - 1]
     else:
+        if not fit:
+            raise InputError(f"--fit names no parameter; allowed: comma-separated names among "
+                             f"{', '.join(CANDIDATES)}")
         for k in fit:
             if k not in CANDIDATES:
                 raise InputError(f"--fit {k!r} is not a parameter calibrate can fit; allowed: "
@@ -325,6 +356,17 @@ def calibrate(model: StepModel, data: StepData, *, fit: list[str] | None = None,
         if len(keys) >= len(data):
             raise InputError(f"--fit frees {len(keys)} parameter(s) but the steps file has "
                              f"{len(data)} point(s); allowed: fewer free parameters than points")
+        if len(keys) >= points:
+            raise InputError(f"--fit frees {len(keys)} parameter(s) but the steps are at {points} distinct "
+                             f"point(s); allowed: fewer free parameters than distinct points")
+        told, not_told = choose_free(model, data, tuple(keys))
+        if not_told:
+            k, reason = next(iter(not_told.items()))
+            if reason == _COLLINEAR:
+                reason = f"not told apart from {', '.join(told) or 'the others'} by these steps (collinear)"
+            raise InputError(f"--fit {','.join(keys)}: {k}: {reason}, so its standard error is "
+                             f"undetermined; allowed: parameters these steps determine"
+                             + (f", e.g. --fit {','.join(told)}" if told else ""))
         why = {k: "not in --fit" for k in candidates if k not in keys}
     if not keys:
         raise InputError(f"steps {data.origin}: no engine parameter can be determined from these steps")
@@ -362,8 +404,15 @@ def calibrate(model: StepModel, data: StepData, *, fit: list[str] | None = None,
     mape_in = float(np.mean(np.abs(predicted / data.step_s - 1.0)) * 100)
     cv_pred, cv_method = _cross_validate(model, data, keys, x)
     cov = np.asarray(cov)
-    mape_cv = float(np.mean(np.abs(cv_pred / data.step_s - 1.0)) * 100)
+    if np.all(np.isfinite(cv_pred)):
+        mape_cv = float(np.mean(np.abs(cv_pred / data.step_s - 1.0)) * 100)
+    else:  # a held-out fold left no more points than parameters: not cross-validated
+        mape_cv, cv_method = float("nan"), NOT_CROSS_VALIDATED
     t80 = float(stats.t.ppf(0.5 + 0.8 / 2, dof))
+    check_numbers({**{f"{k} (fitted)": values[k] for k in keys}, **{f"{k} (standard error)": stderr[k]
+                                                                     for k in keys},
+                   "covariance": cov, "in-sample MAPE": mape_in, "residual spread": np.sqrt(s2),
+                   "predicted step time": predicted}, "calibration", positive=("predicted step time",))
 
     # the engine profile written: fitted values, standard errors, sources, the calibration table
     prior = model.engine
@@ -398,7 +447,7 @@ def calibrate(model: StepModel, data: StepData, *, fit: list[str] | None = None,
         "dof": dof,
         "t_quantile_80": t80,
         "mape_in_sample_pct": round(mape_in, 3),
-        "mape_cv_pct": round(mape_cv, 3),
+        **({"mape_cv_pct": round(mape_cv, 3)} if np.isfinite(mape_cv) else {}),
         "cv": cv_method,
         "kept_prior": {k: why[k] for k in candidates if k in why},
         "prior_engine": prior.name,
@@ -409,6 +458,12 @@ def calibrate(model: StepModel, data: StepData, *, fit: list[str] | None = None,
     return Calibration(engine, keys, {k: why[k] for k in candidates if k in why}, values, stderr, cov,
                        predicted, data.step_s, float(np.sqrt(s2)), dof, mape_in, mape_cv, cv_method,
                        cv_pred)
+
+
+def distinct_points(data: StepData) -> int:
+    """How many different (batch, seq_len, q, kv_len, gpus, kind) points the steps were measured at."""
+    return len(set(zip(data.batch.tolist(), data.seq_len.tolist(), data.q.tolist(), data.kv_len.tolist(),
+                       data.gpus.tolist(), data.kind.tolist(), strict=True)))
 
 
 def _cross_validate(model: StepModel, data: StepData, keys: list[str], x: np.ndarray,

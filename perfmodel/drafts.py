@@ -28,6 +28,7 @@ import numpy as np
 from .acceptance import KV_METHODS
 from .architecture import ModelArch, get_model, tokenizer_family
 from .errors import InputError
+from .inputs import nonempty
 
 #: Draft kinds that are not a model name.
 HEAD_KINDS = ("eagle", "mtp", "ngram")
@@ -113,6 +114,8 @@ def make_draft(spec: str, target: ModelArch, kv_method: str, draft_vocab: int | 
         return Draft("mtp", arch, method, kind="mtp", fuse_inputs=2, shares_head=True)
     if spec == "ngram":
         return Draft("ngram", None, "full", kind="ngram")
+    nonempty(spec, "--draft", "self, eagle, mtp, ngram, a registry model (see 'magicdec-model models "
+             "list') or a path to a config.json")
     arch = get_model(spec)
     if tokenizer_family(arch) != tokenizer_family(target):
         raise InputError(

@@ -37,7 +37,6 @@ covariance, the residual spread of the fit (log-time), its degrees of freedom an
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
@@ -46,14 +45,10 @@ from typing import Any
 
 import numpy as np
 
+from . import inputs
 from .acceptance import KV_METHODS
 from .errors import InputError, closest
 from .hardware import EFFICIENCY_KEYS, OPTIONAL_EFFICIENCY, HardwareProfile, toml_key, toml_value
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: Terms every engine declares (seconds).
 REQUIRED_TERMS = ("host_step_s", "host_per_seq_s", "launch_s", "sd_iteration_s")
@@ -76,6 +71,15 @@ def strategy_kind(draft: str) -> str:
     """The kind of a ``--draft`` value: self, eagle, mtp, ngram, or model (any other name)."""
     return draft if draft in STRATEGY_KINDS else "model"
 
+#: Largest residual spread of a calibration (log time): e^3 = 20x per standard deviation is no
+#: calibration any more
+MAX_RESIDUAL_SD_LOG = 3.0
+#: Largest 80 % interval quantile: Student t at 1 degree of freedom is 3.08 (scipy.stats.t.ppf(0.9, 1))
+MAX_T_QUANTILE = 3.1
+#: Largest engine term: one second of software time per step (a CPU validate run takes ~0.1 s)
+MAX_TERM_S = 1.0
+#: Largest all-reduce bus bandwidth an engine may declare (B/s): 1 PB/s, far above any link
+MAX_BUSBW = 1e15
 
 #: The engine used when ``--engine`` is not given (docs/model.md §5 says why).
 DEFAULT_ENGINE = "generic"
@@ -259,6 +263,12 @@ def _number(path: str, table: str, key: str, value: Any, *, fraction: bool = Fal
         raise InputError(f"engine {path}: [{table}] {key}={value!r} must be in (0, 1]")
     if value < 0:
         raise InputError(f"engine {path}: [{table}] {key}={value!r} must be >= 0")
+    if table in ("terms", "stderr"):
+        hi = MAX_BUSBW if key == "allreduce_busbw" else 1.0 if key in EFFICIENCY_OVERRIDES else MAX_TERM_S
+        if value > hi:
+            unit = "B/s" if key == "allreduce_busbw" else "" if key in EFFICIENCY_OVERRIDES else " s"
+            raise InputError(f"engine {path}: [{table}] {key}={value!r} is above {hi:g}{unit}; allowed: "
+                             f"0..{hi:g}{unit}")
     return float(value)
 
 
@@ -363,16 +373,24 @@ def _check_calibration(cal: dict[str, Any], params: set[str], path: str) -> None
     if arr.shape != (len(keys), len(keys)) or not np.all(np.isfinite(arr)):
         raise InputError(f"engine {path}: [calibration] covariance must be a finite "
                          f"{len(keys)}x{len(keys)} matrix (one row per parameter)")
-    for k in ("residual_sd_log", "t_quantile_80"):
+    if arr.size:
+        scale = np.sqrt(np.abs(np.diag(arr)))
+        sym = np.allclose(arr, arr.T, rtol=1e-6, atol=1e-12 * float(np.max(np.abs(arr)) or 1.0))
+        lowest = float(np.min(np.linalg.eigvalsh((arr + arr.T) / 2))) if sym else -1.0
+        if not sym or lowest < -1e-9 * float(np.max(scale) ** 2 or 1.0) or np.any(np.diag(arr) < 0):
+            raise InputError(f"engine {path}: [calibration] covariance is not a covariance (symmetric "
+                             f"positive semi-definite: no negative variance); smallest eigenvalue "
+                             f"{lowest:.3g}")
+    for k, hi in (("residual_sd_log", MAX_RESIDUAL_SD_LOG), ("t_quantile_80", MAX_T_QUANTILE)):
         if k in cal:
-            _number(path, "calibration", k, cal[k])
+            v = _number(path, "calibration", k, cal[k])
+            if v > hi or (k == "t_quantile_80" and v <= 0):
+                raise InputError(f"engine {path}: [calibration] {k}={v!r} is outside "
+                                 f"{'(0' if k == 't_quantile_80' else '[0'}, {hi}]")
 
 
 def _parse(text: str, path: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"engine {path}: not valid TOML ({exc})") from None
+    return inputs.parse_toml(text, f"engine {path}")
 
 
 @cache
@@ -403,14 +421,11 @@ def load_engine(spec: str) -> EngineProfile:
     files = _builtin_files()
     if spec in files:
         return engine_from_dict(_parse(files[spec], spec), path=spec)
+    inputs.nonempty(spec, "--engine", "an engine name (see 'magicdec-model engines list') or a path to "
+                    "an engine .toml")
     p = Path(spec)
     if spec.endswith(".toml") or p.exists():
-        if not p.is_file():
-            raise InputError(f"engine file {spec!r} does not exist")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"engine file {spec!r} cannot be read ({exc.__class__.__name__})") from None
+        text = inputs.read_text(p, "engine file")
         return engine_from_dict(_parse(text, str(p)), path=str(p))
     raise InputError(
         f"unknown engine {spec!r}; closest known: {closest(spec, files)} "
@@ -428,7 +443,7 @@ def resolve_engine(spec: str | EngineProfile | None, ideal: bool) -> EngineProfi
         if spec not in (None, NO_ENGINE):
             raise InputError(f"--ideal is the speed of light and charges no engine; drop --engine {spec}")
         return no_engine()
-    return load_engine(spec or DEFAULT_ENGINE)
+    return load_engine(DEFAULT_ENGINE if spec is None else spec)
 
 
 def engine_to_toml(engine: EngineProfile, header: str = "") -> str:

@@ -1,7 +1,7 @@
 """A whole grid of predictions written to CSV or Parquet chunk by chunk, atomically.
 
 :func:`write_grid` evaluates the query chunk by chunk (:mod:`.grid`, bounded memory), appends
-each chunk to a temporary ``NAME.<random>.partial`` file in the target's folder with pyarrow's
+each chunk to a temporary ``NAME.<pid>-<random>.partial`` file in the target's folder with pyarrow's
 streaming writers (``pyarrow.csv.CSVWriter``, ``pyarrow.parquet.ParquetWriter``), and renames
 it onto the target only when every row is written (:mod:`.outfiles`).  The target is locked for
 the whole run.  After the first chunk the final size is estimated (bytes per row so far x rows)
@@ -24,8 +24,8 @@ from typing import Any
 from .errors import InputError
 from .feasibility import Infeasible, feasible
 from .grid import CHUNK_EVALUATIONS, chunk_queries, grid_rows
-from .outfiles import OutputLock, atomic_output, remove_stale_partials
-from .sweep import Query, predict
+from .outfiles import OutputLock, atomic_output, check_not_an_input, remove_stale_partials
+from .sweep import Query, predict, query_files
 
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
 #: share of the folder's free space a grid may fill
@@ -112,6 +112,7 @@ def write_grid(
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"{flag} {str(path)!r} must end in .csv or .parquet")
+    check_not_an_input(path, query_files(query), flag)
     total = grid_rows(query)
     chunks = chunk_queries(query, max_evaluations)
     first = next(chunks)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
@@ -29,11 +28,6 @@ from typing import Any
 
 from . import inputs
 from .errors import InputError, closest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 OP_CLASSES = ("gemm", "attention", "elementwise")
 
@@ -128,6 +122,10 @@ def profile_from_dict(doc: dict[str, Any], path: str = "<dict>") -> HardwareProf
         raise InputError(f"profile {path}: unknown key [efficiency] {key}; allowed: "
                          f"{EFFICIENCY_KEYS + OPTIONAL_EFFICIENCY}")
     datasheet = {k: _check_number(path, "datasheet", k, v) for k, v in ds_in.items()}
+    for key, value in datasheet.items():
+        if value <= 0 and (key.startswith(("peak_flops", "mem_"))):
+            raise InputError(f"profile {path}: [datasheet] {key}={value!r} must be > 0 (leave an optional "
+                             f"peak out where the GPU lacks that format: the bf16 peak is used)")
     for key in REQUIRED_DATASHEET:
         if key not in datasheet or datasheet[key] <= 0:
             raise InputError(f"profile {path}: [datasheet] needs a positive {key}")
@@ -172,10 +170,7 @@ def builtin_hardware_names() -> list[str]:
 
 
 def _parse(text: str, path: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"profile {path}: not valid TOML ({exc})") from None
+    return inputs.parse_toml(text, f"profile {path}")
 
 
 @cache
@@ -184,6 +179,8 @@ def load_profile(spec: str) -> HardwareProfile:
     files = _builtin_files()
     if spec in files:
         return profile_from_dict(_parse(files[spec], spec), path=spec)
+    inputs.nonempty(spec, "--hardware", "a profile name (see 'magicdec-model hardware list') or a "
+                    "path to a profile .toml")
     p = Path(spec)
     if spec.endswith(".toml") or p.exists():
         text = inputs.read_text(p, "hardware profile file")

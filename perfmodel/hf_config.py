@@ -22,7 +22,6 @@ integer or unknown dtypes are refused (quantized checkpoints describe their weig
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -484,14 +483,13 @@ def from_hf_config(cfg: dict[str, Any], name: str = "custom", path: str = "<dict
 
 def load_hf_config(path: str | Path) -> ModelArch:
     """Read a Hugging Face ``config.json`` file (or a folder holding one) into a :class:`ModelArch`."""
+    from .inputs import read_json
+
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
     if not p.is_file():
         raise InputError(f"config file {str(p)!r} does not exist")
-    try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"config {p}: not valid JSON ({exc.__class__.__name__}: {exc})") from None
+    cfg = read_json(p, "config")
     name = p.parent.name or p.stem
     return from_hf_config(cfg, name=name, path=str(p))

@@ -33,8 +33,11 @@ MAX_SEQ_LEN = 100_000_000
 MAX_GPUS = 4096
 #: values in one list flag (after ranges are expanded)
 MAX_LIST = 1_000_000
-#: bytes of one input file (config.json, profile TOML, acceptance CSV)
+#: bytes of one input file (config.json, profile and engine TOML, acceptance and steps CSV)
 MAX_FILE_BYTES = 64 * 2**20
+#: tokens a draft tree verifies per sequence per step (``--verify-tokens``); published trees use
+#: tens (EAGLE-2: 60 nodes, Medusa: 64) to a few hundred (Sequoia); 4,096 leaves ample room
+MAX_VERIFY_TOKENS = 4096
 
 #: (lowest, highest) allowed integer per flag
 LIMITS: dict[str, tuple[int, int]] = {
@@ -47,6 +50,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "--new-tokens": (2, 1_000_000),
     "--threads": (0, 4096),
     "--seed": (0, 2**63 - 1),
+    "--verify-tokens": (2, MAX_VERIFY_TOKENS),
 }
 
 _SUFFIX = {"k": 1000, "m": 1_000_000}
@@ -229,11 +233,21 @@ def read_text(path: str | Path, what: str) -> str:
 
 
 def parse_toml(text: str, what: str) -> dict[str, Any]:
-    """A TOML document; syntax errors become one line."""
+    """A TOML document; syntax errors (and nesting too deep to parse) become one line."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{what}: not valid TOML ({_one_line(exc)})") from None
+    except RecursionError:
+        raise InputError(f"{what}: nested too deeply to read; allowed: the tables and values the "
+                         f"format documents") from None
+
+
+def nonempty(value: str, flag: str, allowed: str) -> str:
+    """``value`` when it is not empty (or blank); else an error naming ``flag`` and what is allowed."""
+    if not str(value).strip():
+        raise InputError(f"{flag} {value!r} is empty; allowed: {allowed}")
+    return value
 
 
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:
@@ -252,6 +266,9 @@ def read_json(path: str | Path, what: str) -> Any:
         return json.loads(text, parse_constant=_bad_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"{what} {path}: not valid JSON ({_one_line(exc)})") from None
+    except RecursionError:
+        raise InputError(f"{what} {path}: nested too deeply to read; allowed: a JSON object of "
+                         f"settings") from None
 
 
 def read_csv(path: str | Path, what: str):

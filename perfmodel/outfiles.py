@@ -6,7 +6,7 @@
   lock file left behind by a dead process is stale and the next run simply takes it over.  A lock
   held by a live process is a one-line :class:`OutputLockedError` error naming that process.
 * :func:`atomic_output` / :func:`atomic_write_text` / :func:`atomic_write_bytes` - write to a
-  temporary ``NAME.<random>.partial`` file in the target's folder, fsync, then ``os.replace``
+  temporary ``NAME.<pid>-<random>.partial`` file in the target's folder, fsync, then ``os.replace``
   it onto the target: readers see the old file or the complete new one, never a part.  On any
   exception (Ctrl-C included) the temporary file is removed; after a SIGKILL it stays, under its
   ``.partial`` name, and the next locked run on that target removes it
@@ -22,10 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .errors import InputError
@@ -121,8 +122,15 @@ class OutputLock:
                 if not same:
                     os.close(fd)
                     continue
-            os.ftruncate(fd, 0)
-            os.write(fd, (json.dumps(info) + "\n").encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, (json.dumps(info) + "\n").encode())
+            except OSError as exc:  # a full disk: no lock, and no empty lock file left behind
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+                os.close(fd)
+                raise InputError(f"{self.flag} {self.target}: cannot create the lock file {self.path} "
+                                 f"({exc.strerror or exc}); nothing was written") from None
             self._fd = fd
             return self
         raise InputError(  # pragma: no cover
@@ -175,11 +183,22 @@ def write_error(target: str | Path, exc: OSError, flag: str = "--out") -> InputE
 
 
 def new_partial(target: str | Path) -> Path:
-    """Create an empty, uniquely named ``NAME.<random>.partial`` file beside ``target``."""
+    """Create an empty, uniquely named ``NAME.<pid>-<random>.partial`` file beside ``target``.
+
+    The name says whose it is: the target's name and the writing process (see
+    :func:`remove_stale_partials`).
+    """
     t = Path(target)
-    fd, name = tempfile.mkstemp(prefix=f"{t.name}.", suffix=PARTIAL_SUFFIX, dir=t.parent)
+    fd, name = tempfile.mkstemp(prefix=f"{t.name}.{os.getpid()}-", suffix=PARTIAL_SUFFIX, dir=t.parent)
     os.close(fd)
     return Path(name)
+
+
+def _partial_owner(target: Path, name: str) -> int | None:
+    """The pid in the name of a partial file of ``target`` (None: a partial of another file)."""
+    # mkstemp's random part: 8 characters of [a-z0-9_]; a partial of 'g.csv.x.csv' does not match 'g.csv'
+    m = re.fullmatch(rf"{re.escape(target.name)}\.(\d+)-[a-z0-9_]{{8}}{re.escape(PARTIAL_SUFFIX)}", name)
+    return int(m.group(1)) if m else None
 
 
 def commit_partial(partial: Path, target: Path) -> None:
@@ -231,10 +250,18 @@ def atomic_write_text(target: str | Path, text: str, flag: str = "--out", encodi
 
 
 def remove_stale_partials(target: str | Path) -> list[Path]:
-    """Remove ``NAME.*.partial`` files of ``target`` left by killed runs; call with its lock held."""
+    """Remove the partial files of ``target`` left by killed runs; call with its lock held.
+
+    Only files named as :func:`new_partial` names those of ``target`` whose process is gone: the
+    partial file of a concurrent run on another target (``g.csv.x.csv`` beside ``g.csv``), or of a
+    live process, is never touched.
+    """
     t = Path(target)
     removed = []
     for p in t.parent.glob(f"{glob_escape(t.name)}.*{PARTIAL_SUFFIX}"):
+        pid = _partial_owner(t, p.name)
+        if pid is None or (pid != os.getpid() and _pid_alive(pid)):
+            continue
         with contextlib.suppress(OSError):
             p.unlink()
             removed.append(p)
@@ -273,6 +300,23 @@ def check_out_file(text: str | Path, suffixes: tuple[str, ...], flag: str = "--o
         raise InputError(f"{flag} {shown!r}: folder {str(folder)!r} does not exist")
     _probe_writable(folder, flag, repr(shown))
     return path
+
+
+def check_not_an_input(out: str | Path, inputs: Mapping[str, str | Path | None], flag: str = "--out") -> None:
+    """Refuse an output file that is one of the command's input files (``inputs``: flag -> path;
+    None or a registry name that is no file is skipped): writing it would destroy the input."""
+    target = Path(out)
+    for in_flag, value in inputs.items():
+        if value is None or not str(value).strip() or isinstance(value, bytes):
+            continue
+        source = Path(value)
+        try:
+            same = os.path.samefile(source, target)
+        except OSError:  # either is missing (or unreadable): the same file only by its path
+            same = os.path.realpath(source) == os.path.realpath(target)
+        if same:
+            raise InputError(f"{flag} {str(out)!r} is the {in_flag} file; writing it would replace that "
+                             f"input; allowed: another {flag} file")
 
 
 def check_out_folder(text: str | Path, flag: str = "--out") -> Path:

@@ -31,6 +31,7 @@ from .drafts import Draft, make_draft
 from .engine import EngineProfile, resolve_engine
 from .errors import InputError
 from .hardware import HardwareProfile, load_profile
+from .inputs import check_int
 from .method_acceptance import lookup_method
 from .number_formats import RUNS_IN, Formats, formats_for
 from .parallel import Shard, shard
@@ -229,8 +230,8 @@ def resolve(query: Query) -> list[Scenario]:
     mode, tau, positions, gammas = _accept_mode(query, gammas, auto)
     W = query.verify_tokens
     if W is not None:
-        if isinstance(W, bool) or not isinstance(W, (int, np.integer)) or W < 2:
-            raise InputError(f"--verify-tokens {W!r} must be an integer >= 2 (tree nodes verified)")
+        # tree nodes verified: 2..MAX_VERIFY_TOKENS
+        W = check_int(int(W) if isinstance(W, np.integer) else W, "--verify-tokens")
         if auto:
             raise InputError("--verify-tokens (a tree) needs a fixed --gamma: the tree's depth")
         if mode == "rate":
@@ -285,11 +286,11 @@ def _accept_mode(query: Query, gammas: np.ndarray, auto: bool
         if auto:
             raise InputError("--accept-len is measured at one draft shape: give the --gamma (and "
                              "--verify-tokens of a tree) it was measured at, not auto")
-        if query.verify_tokens is None:
-            for g in gammas:
-                if tau > g + 1:
-                    raise InputError(f"--accept-len {tau} exceeds the gamma + 1 = {g + 1} tokens a "
-                                     f"chain of --gamma {g} can emit per step")
+        for g in gammas:  # a chain or a tree of depth gamma: gamma drafted tokens + 1 bonus at most
+            if tau > g + 1:
+                shape = "chain" if query.verify_tokens is None else "tree of depth"
+                raise InputError(f"--accept-len {tau:g} exceeds the gamma + 1 = {g + 1} tokens a "
+                                 f"{shape} --gamma {g} can emit per step; allowed: 1..{g + 1}")
         return "accept_len", float(tau), (), gammas
     if query.position_acceptance is not None:
         rates = tuple(float(r) for r in query.position_acceptance)

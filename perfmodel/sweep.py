@@ -22,6 +22,7 @@ from .intervals import bounds, log_sd
 from .number_formats import Formats
 from .ops import weight_bytes_per_gpu
 from .parallel import Shard
+from .physical import check_predictions
 from .scenario import Scenario, resolve
 from .speculative import sd_cycle, sd_latency
 from .step import REGIMES, critical_seq_len, kv_cache_bytes
@@ -124,7 +125,21 @@ class Query:
 def predict(query: Query) -> pd.DataFrame:
     """Evaluate the SD model over the query's grid; one row per point (see RESULT_COLUMNS)."""
     frames = [evaluate(scn, intervals=query.intervals) for scn in resolve(query)]
-    return pd.concat(frames, ignore_index=True)
+    return check_predictions(pd.concat(frames, ignore_index=True), inputs=input_files(query))
+
+
+def query_files(query: Query) -> dict[str, str | None]:
+    """The inputs of a query that may be files, by flag (registry names among them are no files)."""
+    return {flag: value if isinstance(value, str) else None
+            for flag, value in (("--acceptance-table", query.acceptance_table), ("--model", query.model),
+                                ("--hardware", query.hardware), ("--engine", query.engine))}
+
+
+def input_files(query: Query) -> str:
+    """The hardware and engine a query names, as flags (for messages about their values)."""
+    named = [f"{flag} {value}" for flag, value in (("--hardware", query.hardware), ("--engine", query.engine))
+             if isinstance(value, str)]
+    return ", ".join(named)
 
 
 def _axes(scn: Scenario) -> tuple[np.ndarray, ...]:

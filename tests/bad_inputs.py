@@ -47,6 +47,12 @@ class Case:
     #: does not make sense as root (root reads and writes any file)
     needs_non_root: bool = False
     tags: list[str] = field(default_factory=list)
+    #: text the error line must NOT contain (e.g. 'config.json' for an empty --model)
+    absent: tuple[str, ...] = ()
+    #: prepares the output folder before the run (files a case needs there)
+    setup: Callable[[Path], None] | None = None
+    #: after the run, whatever the exit: None when the output folder is as it must be, else why not
+    after: Callable[[Path], str | None] | None = None
 
 
 def _with(argv: list[str], flag: str, value: str) -> list[str]:
@@ -262,10 +268,281 @@ def _cases() -> list[Case]:
             needles=("rodir",), needs_non_root=True)
         add(f"{sub} --out unicode name", _with(b, "--out", "{out}/é😀." + suffix), OK)
     add("sweep --out parquet", _with(base["sweep"], "--out", "{out}/g.parquet"), OK)
+    _wider_cases(add)
     return cases
 
 
-CASES = _cases()
+#: a value far longer than any name or number (issue 17: 5-100 KB error lines)
+LONG = "x" * 100_000
+#: the longest error line allowed: long values are shown truncated
+MAX_ERROR_LINE = 1000
+
+
+def _unchanged(name: str, content: str) -> Callable[[Path], str | None]:
+    def after(out: Path) -> str | None:
+        p = out / name
+        ok = p.is_file() and p.read_text(encoding="utf-8") == content
+        return None if ok else f"{name} was overwritten or removed"
+    return after
+
+
+def _put(name: str, content: str) -> Callable[[Path], None]:
+    def setup(out: Path) -> None:
+        (out / name).write_text(content, encoding="utf-8")
+    return setup
+
+
+def _concurrent_partial(out: Path) -> None:
+    """A sweep to g.csv.x.csv in progress: its lock and its partial file, made by the package."""
+    from magicdec_model.perfmodel.outfiles import new_partial
+
+    (out / "g.csv.x.csv.lock").write_text("{}", encoding="utf-8")
+    new_partial(out / "g.csv.x.csv")
+
+
+def _partial_kept(out: Path) -> str | None:
+    left = [p.name for p in out.iterdir()
+            if p.name.startswith("g.csv.x.csv.") and p.name.endswith(".partial")]
+    return None if left else "the partial file of a concurrent sweep to g.csv.x.csv was removed"
+
+
+def _rows(out: str) -> list[dict]:
+    return json.loads(out)
+
+
+def _tree_ok(out: str) -> bool:
+    """A tree of depth 3 emits at most gamma + 1 = 4 tokens per step (3 drafted + 1 bonus)."""
+    rows = _rows(out)
+    return all(r["expected_tokens"] <= 4 and 0 < r["speedup"] <= r["expected_tokens"] for r in rows)
+
+
+def _speedup_positive(out: str) -> bool:
+    text = out.strip()
+    if not text.startswith(("[", "{")):
+        return True
+    doc = json.loads(text)
+    rows = doc if isinstance(doc, list) else doc.get("rows", [])
+    return all(r.get("speedup", 1.0) > 0 and r.get("speedup_model", 1.0) > 0 for r in rows)
+
+
+def _wider_cases(add: Callable[..., None]) -> None:
+    """Issue 17 section 7: every class of mishandled input, over every subcommand and flag."""
+    tree = ["predict", "--batch", "1", "--seq-len", "4k", "--gamma", "3", "--accept-len", "2"]
+    chain = ["predict", "--batch", "1", "--seq-len", "4k", "--gamma", "3"]
+    # ---- silently wrong numbers
+    add("tree accept-len above depth + 1 (gamma 1)",
+        ["predict", "--gamma", "1", "--verify-tokens", "16", "--accept-len", "16"],
+        needles=("--accept-len", "2"))
+    add("tree accept-len above depth + 1 (gamma 3)", [*chain, "--verify-tokens", "16", "--accept-len", "4.5"],
+        needles=("--accept-len", "4"))
+    add("sweep tree accept-len above depth + 1",
+        ["sweep", "--out", "{out}/g.csv", "--gamma", "1", "--verify-tokens", "16", "--accept-len", "16"],
+        needles=("--accept-len",))
+    add("tree accept-len within depth + 1", [*chain, "--verify-tokens", "16", "--accept-len", "3.5",
+                                             "--format", "json"], OK, check=_tree_ok)
+    add("--hardware fp8_zero.toml --weight-dtype fp8",
+        ["predict", "--hardware", "{F:fp8_zero.toml}", "--weight-dtype", "fp8"], needles=("peak_flops_fp8",))
+    for name in ("tiny_bw.toml", "huge_peaks.toml", "tiny_eff.toml", "tiny_capacity.toml"):
+        add(f"predict --hardware {name}", ["predict", "--hardware", "{F:" + name + "}", "--format", "json"],
+            EITHER, needles=(name,), check=_speedup_positive)
+        add(f"compare-paper --hardware {name} json",
+            ["compare-paper", "--hardware", "{F:" + name + "}", "--format", "json"], EITHER,
+            needles=(name,), check=_speedup_positive)
+        add(f"advise --hardware {name}", ["advise", "--hardware", "{F:" + name + "}", "--format", "json"],
+            EITHER, needles=(name,))
+        add(f"breakdown --hardware {name}",
+            ["breakdown", "--hardware", "{F:" + name + "}", "--format", "json"], EITHER, needles=(name,))
+    for name in ("eng_host_huge.toml", "eng_stderr_huge.toml", "eng_quant_huge.toml", "eng_loop_huge.toml"):
+        add(f"predict --engine {name}", ["predict", "--engine", "{F:" + name + "}", "--format", "json"],
+            EITHER, needles=(name,), check=_speedup_positive)
+    add("compare-paper --engine eng_host_huge.toml json",
+        ["compare-paper", "--engine", "{F:eng_host_huge.toml}", "--format", "json"], EITHER,
+        needles=("eng_host_huge.toml",), check=_speedup_positive)
+    cal = ["calibrate", "--model", "llama-2-7b-32k", "--gpus", "8", "--out", "{out}/e.toml"]
+    add("calibrate five copies of one step", [*cal, "--steps", "{F:steps_dup5.csv}"],
+        needles=("steps_dup5.csv", "distinct"))
+    add("calibrate collinear --fit", [*cal, "--steps", "{F:steps_ok.csv}", "--fit", "host_step_s,launch_s"],
+        needles=("--fit", "launch_s"))
+    add("calibrate a good steps file", [*cal, "--steps", "{F:steps_ok.csv}"], OK)
+    add("predict --engine eng_cov_neg.toml", ["predict", "--engine", "{F:eng_cov_neg.toml}"],
+        needles=("eng_cov_neg.toml", "covariance"))
+    add("engines show eng_cov_neg.toml", ["engines", "show", "{F:eng_cov_neg.toml}"],
+        needles=("covariance",))
+    add("--acceptance-table conflicting duplicate rows", ["predict", "--acceptance-table",
+                                                          "{F:acc_conflict.csv}"],
+        needles=("acc_conflict.csv", "row"))
+    add("--acceptance-table identical duplicate rows", ["predict", "--acceptance-table",
+                                                        "{F:acc_dup_same.csv}"], OK)
+    # ---- internal errors
+    for v in (str(10**30), "9223372036854775808", "1e30", "0", "1", "-1", "abc", "nan", "3"):
+        add(f"predict --verify-tokens {v[:24]!r}", [*tree, "--verify-tokens", v],
+            needles=("--verify-tokens",))
+    for v in (str(10**30), "0"):
+        add(f"sweep --verify-tokens {v[:24]!r}",
+            ["sweep", "--out", "{out}/g.csv", "--gamma", "3", "--accept-len", "2", "--verify-tokens", v],
+            needles=("--verify-tokens",))
+        add(f"breakdown --verify-tokens {v[:24]!r}",
+            ["breakdown", "--step", "verify", "--gamma", "3", "--verify-tokens", v],
+            needles=("--verify-tokens",))
+    add("predict --engine eng_resid_huge.toml", ["predict", "--engine", "{F:eng_resid_huge.toml}"],
+        needles=("residual_sd_log",))
+    for argv, name in ((["predict", "--engine"], "deep.toml"), (["predict", "--hardware"], "deep.toml"),
+                       (["predict", "--model"], "deep.json"), (["engines", "show"], "deep.toml"),
+                       (["hardware", "show"], "deep.toml"), (["models", "show"], "deep.json"),
+                       (["advise", "--hardware"], "deep.toml"), (["breakdown", "--engine"], "deep.toml"),
+                       ([*cal, "--steps", "{F:steps_ok.csv}", "--prior"], "deep.toml"),
+                       (["predict", "--model"], "deep_object.json")):
+        add(f"{argv[0]} {argv[-1]} {name} (nested too deeply)", [*argv, "{F:" + name + "}"], needles=(name,))
+    add("calibrate --draft ngram with draft rows",
+        [*cal, "--steps", "{F:steps_draft.csv}", "--draft", "ngram"], needles=("ngram",))
+    add("calibrate measurements without status", [*cal, "--steps", "{F:meas_nostatus.csv}"],
+        needles=("meas_nostatus.csv", "status"))
+    add("calibrate huge batch", [*cal, "--steps", "{F:steps_huge_batch.csv}"], needles=("batch",))
+    add("calibrate huge step_s", [*cal, "--steps", "{F:steps_huge_time.csv}"], needles=("step_s",))
+    # ---- data safety
+    add("sweep beside a concurrent sweep's partial file",
+        ["sweep", "--out", "{out}/g.csv", "--batch", "1", "--seq-len", "1k"], OK,
+        setup=_concurrent_partial, after=_partial_kept)
+    acc = _ACC_HEAD + _ACC_ROW.format(budget=512, seq=8000, acc=0.7)
+    add("sweep --out is the --acceptance-table",
+        ["sweep", "--out", "{out}/acc.csv", "--acceptance-table", "{out}/acc.csv", "--batch", "1"],
+        needles=("--out", "--acceptance-table"), setup=_put("acc.csv", acc), after=_unchanged("acc.csv", acc))
+    add("sweep --out is the --acceptance-table (other spelling)",
+        ["sweep", "--out", "{out}/acc.csv", "--acceptance-table", "{out}/./acc.csv", "--batch", "1"],
+        needles=("--out",), setup=_put("acc.csv", acc), after=_unchanged("acc.csv", acc))
+    add("calibrate --out is the --hardware profile",
+        [*_with(cal, "--out", "{out}/hw.toml"), "--steps", "{F:steps_ok.csv}", "--hardware", "{out}/hw.toml"],
+        needles=("--out", "--hardware"), setup=_put("hw.toml", _TOML), after=_unchanged("hw.toml", _TOML))
+    add("breakdown --verify-tokens (a tree's verify step)",
+        ["breakdown", "--step", "verify", "--gamma", "3", "--verify-tokens", "8"], OK)
+    add("breakdown --verify-tokens below the chain",
+        ["breakdown", "--step", "verify", "--gamma", "3", "--verify-tokens", "3"],
+        needles=("--verify-tokens",))
+    # ---- messages and guards
+    for sub in ("predict", "sweep", "breakdown", "advise", "report", "calibrate"):
+        argv = {"sweep": ["sweep", "--out", "{out}/g.csv"], "report": ["report", "--out", "{out}/r.html"],
+                "calibrate": [*cal, "--steps", "{F:steps_ok.csv}"]}.get(sub, [sub])
+        add(f"{sub} --model ''", [*argv, "--model", ""], needles=("--model",), absent=("'config.json'",))
+        add(f"{sub} --hardware ''", [*argv, "--hardware", ""], needles=("--hardware",))
+        if sub != "calibrate":
+            add(f"{sub} --engine ''", [*argv, "--engine", ""], needles=("--engine",))
+        if sub != "advise":
+            add(f"{sub} --draft ''", [*argv, "--draft", ""], needles=("--draft",), absent=("'config.json'",))
+    add("validate --model ''", _with(V, "--model", ""), needles=("--model",), absent=("'config.json'",))
+    for flag in ("--engine", "--start-profile", "--checkpoint"):
+        add(f"validate {flag} ''", _with(V, flag, ""), needles=(flag,))
+    for sub, argv in (("advise", ["advise"]), ("report", ["report", "--out", "{out}/r.html"]),
+                      ("compare-paper", ["compare-paper"]), ("sweep", ["sweep", "--out", "{out}/g.csv"])):
+        add(f"{sub} --acceptance-table ''", [*argv, "--acceptance-table", ""],
+            needles=("--acceptance-table",))
+    add("compare-paper --hardware ''", ["compare-paper", "--hardware", ""], needles=("--hardware",))
+    add("compare-paper --engine ''", ["compare-paper", "--engine", ""], needles=("--engine",))
+    add("calibrate --prior ''", [*cal, "--steps", "{F:steps_ok.csv}", "--prior", ""], needles=("--prior",))
+    add("calibrate --steps ''", [*cal, "--steps", ""], needles=("--steps",))
+    add("predict --acceptance-table ''", ["predict", "--acceptance-table", ""],
+        needles=("--acceptance-table",))
+    for sub in ("models", "hardware", "engines"):
+        add(f"{sub} show ''", [sub, "show", ""], needles=("empty",), absent=("'config.json'",))
+    add("--engine a folder", ["predict", "--engine", "{F:dir.toml}"], needles=("dir.toml", "folder"))
+    add("engines show a folder", ["engines", "show", "{F:dir.toml}"], needles=("dir.toml", "folder"))
+    add("calibrate --steps a folder", [*cal, "--steps", "{F:dir.csv}"], needles=("dir.csv", "folder"))
+    long_flags = {
+        "predict": ("--model", "--draft", "--kv-budget", "--kv-method", "--hardware", "--gpus", "--batch",
+                    "--seq-len", "--gamma", "--acceptance", "--acceptance-table", "--engine",
+                    "--weight-dtype", "--kv-dtype", "--position-acceptance", "--format", "--accept-len",
+                    "--verify-tokens", "--draft-fraction", "--draft-vocab"),
+        "breakdown": ("--step", "--model", "--engine", "--batch"),
+        "advise": ("--model", "--hardware", "--top", "--latency-budget-ms", "--format"),
+        "compare-paper": ("--gamma", "--hardware", "--engine", "--format"),
+        "calibrate": ("--steps", "--fit", "--prior", "--model", "--gpus", "--draft"),
+        "report": ("--batch", "--kv-method"),
+        "sweep": ("--batch", "--model"),
+    }
+    for sub, flags in long_flags.items():
+        for flag in flags:
+            argv = {"sweep": ["sweep", "--out", "{out}/g.csv"], "report": ["report", "--out", "{out}/r.html"],
+                    "calibrate": [*cal, "--steps", "{F:steps_ok.csv}"]}.get(sub, [sub])
+            add(f"{sub} {flag} (100 KB)", _with(argv, flag, LONG), needles=(flag,))
+    add("predict --batch (5,000 digits)", ["predict", "--batch", "9" * 5000], needles=("--batch",))
+    for sub in ("models", "hardware", "engines"):
+        add(f"{sub} show (100 KB)", [sub, "show", LONG], needles=("xxx",))
+    add("validate --device (100 KB)", _with(V, "--device", LONG), needles=("--device",))
+    for argv, name in ((["predict", "--model"], "big.json"), (["predict", "--engine"], "big.toml"),
+                       (["predict", "--hardware"], "big.toml"),
+                       (["predict", "--acceptance-table"], "big.csv"),
+                       ([*cal, "--steps"], "big.csv"), (["engines", "show"], "big.toml"),
+                       (["models", "show"], "big.json"),
+                       ([*cal, "--steps", "{F:steps_ok.csv}", "--prior"], "big.toml")):
+        add(f"{argv[0]} {argv[-1]} {name} (over 64 MiB)", [*argv, "{F:" + name + "}"],
+            needles=(name, "64 MiB"))
+    # ---- widening: every value flag of every prediction command refuses a bad value, naming it
+    bad_value = {"--acceptance": "2", "--kv-budget": "0", "--gpus": "0", "--kv-method": "bogus-method",
+                 "--kv-dtype": "nf4", "--weight-dtype": "int3", "--draft-fraction": "2", "--draft-vocab": "0",
+                 "--position-acceptance": "a,b"}
+    shapes = {"sweep": ["sweep", "--out", "{out}/g.csv", "--gamma", "3"],
+              "breakdown": ["breakdown", "--gamma", "3"], "report": ["report", "--out", "{out}/r.html"],
+              "advise": ["advise"]}
+    for sub, argv in shapes.items():
+        for flag, value in bad_value.items():
+            if sub != "sweep" and flag in ("--draft-fraction", "--position-acceptance", "--acceptance") \
+                    and not (flag == "--acceptance" and sub in ("report", "advise")):
+                continue
+            if sub in ("report", "advise") and flag == "--draft-vocab":
+                continue
+            if sub == "advise" and flag in ("--kv-budget", "--kv-method"):
+                continue
+            extra = ["--draft", "eagle"] if flag == "--draft-vocab" else []
+            add(f"{sub} {flag} {value}", [*argv, *extra, flag, value], needles=(flag,))
+    for sub, argv in shapes.items():  # boolean flags: valid alone
+        add(f"{sub} --ideal", [*argv, "--ideal", "--batch", "1", "--seq-len", "1k"], OK)
+        add(f"{sub} --expert-parallel (MoE)", [*argv, "--expert-parallel", "--model", "mixtral-8x7b",
+                                               "--gpus", "8", "--batch", "1", "--seq-len", "1k"], OK)
+    add("predict --expert-parallel (MoE)", ["predict", "--expert-parallel", "--model", "mixtral-8x7b",
+                                            "--gpus", "8", "--batch", "1", "--seq-len", "1k"], OK)
+    add("compare-paper --ideal", ["compare-paper", "--ideal", "--format", "json"], OK)
+    add("validate --resume (bad device)", [*_with(V, "--device", "tpu"), "--resume"], needles=("--device",))
+    add("validate --cuda-graph (bad device)", [*_with(V, "--device", "tpu"), "--cuda-graph"],
+        needles=("--device",))
+    add("calibrate --name and --description (100 KB)", [*cal, "--steps", "{F:steps_ok.csv}", "--name", LONG,
+                                                       "--description", LONG], EITHER, needles=("--name",))
+    add("calibrate --name ''", [*cal, "--steps", "{F:steps_ok.csv}", "--name", ""], EITHER,
+        needles=("--name",))
+    # ---- widening: calibrate and engines flags, --engine, --accept-len, --verify-tokens everywhere
+    for v in ("0", "-1", "1e30", "abc", "1,2", ""):
+        add(f"calibrate --gpus {v!r}", [*_with(cal, "--gpus", v), "--steps", "{F:steps_ok.csv}"],
+            needles=("--gpus",))
+    for flag, v in (("--prior", "bogus-engine"), ("--fit", "bogus_term"), ("--model", "bogus-model"),
+                    ("--hardware", "bogus-gpu"), ("--draft", "bogus-draft")):
+        add(f"calibrate {flag} {v}", [*_with(cal, flag, v), "--steps", "{F:steps_ok.csv}"], needles=(v,))
+    add("calibrate --fit ''", [*cal, "--steps", "{F:steps_ok.csv}", "--fit", ""], needles=("--fit",))
+    add("calibrate --prior dir.toml", [*cal, "--steps", "{F:steps_ok.csv}", "--prior", "{F:dir.toml}"],
+        needles=("dir.toml",))
+    add("engines list", ["engines", "list"], OK)
+    add("models list", ["models", "list"], OK)
+    add("hardware list", ["hardware", "list"], OK)
+    add("engines show generic", ["engines", "show", "generic"], OK)
+    add("engines show eng_ok.toml", ["engines", "show", "{F:eng_ok.toml}"], OK)
+    add("predict --engine eng_ok.toml", ["predict", "--engine", "{F:eng_ok.toml}"], OK)
+    for sub, argv in (("sweep", ["sweep", "--out", "{out}/g.csv"]), ("breakdown", ["breakdown"]),
+                      ("report", ["report", "--out", "{out}/r.html"]), ("advise", ["advise"]),
+                      ("compare-paper", ["compare-paper"])):
+        add(f"{sub} --engine bogus", [*argv, "--engine", "no-such-engine"], needles=("no-such-engine",))
+        add(f"{sub} --engine binary.toml", [*argv, "--engine", "{F:binary.toml}"], needles=("binary.toml",))
+    for v in ("0", "0.5", "-1", "nan", "inf", "1e308", "abc", "5", ""):
+        add(f"predict --accept-len {v!r}", [*chain, "--accept-len", v], needles=("--accept-len",))
+    add("predict --accept-len 2.5", [*chain, "--accept-len", "2.5", "--format", "json"], OK,
+        check=lambda out: all(r["expected_tokens"] == 2.5 for r in _rows(out)))
+    add("predict --accept-len with gamma auto", ["predict", "--accept-len", "2"], needles=("--accept-len",))
+    add("sweep --accept-len 5", ["sweep", "--out", "{out}/g.csv", "--gamma", "3", "--accept-len", "5"],
+        needles=("--accept-len",))
+    for flag, v in (("--draft-fraction", "0"), ("--draft-fraction", "-0.5"), ("--draft-fraction", "inf"),
+                    ("--draft-vocab", str(10**30)), ("--position-acceptance", "0.9,nan"),
+                    ("--position-acceptance", "0.5,0.9"), ("--position-acceptance", ""),
+                    ("--weight-dtype", ""), ("--kv-dtype", "")):
+        argv = [*chain, flag, v] + (["--draft", "eagle"] if flag == "--draft-vocab" else [])
+        add(f"predict {flag} {v!r}", argv, needles=(flag,))
+
+
 
 # ---------------------------------------------------------------------------- odd files
 _CFG = {"hidden_size": 256, "num_attention_heads": 4, "num_hidden_layers": 2, "intermediate_size": 512,
@@ -288,6 +565,31 @@ kernel_fixed_s = 5e-6
 allreduce_latency_s = 1e-5
 allreduce_hop_latency_s = 1e-6
 allreduce_busbw = 1e11
+"""
+_ENGINE = """name = "test-engine"
+description = "test engine"
+[terms]
+host_step_s = 2e-3
+host_per_seq_s = 2e-6
+launch_s = 0.0
+sd_iteration_s = 5e-4
+[stderr]
+host_step_s = 9e-4
+host_per_seq_s = 3e-6
+launch_s = 0.0
+sd_iteration_s = 4e-4
+[sources]
+host_step_s = "test"
+host_per_seq_s = "test"
+launch_s = "test"
+sd_iteration_s = "test"
+"""
+_CALIB = """[calibration]
+parameters = ["host_step_s"]
+covariance = {cov}
+residual_sd_log = {sd}
+t_quantile_80 = {t}
+dof = 5
 """
 _ACC_HEAD = "model,draft,method,budget,seq_len,acceptance,dataset,source\n"
 _ACC_ROW = "llama-3.1-8b,self,streamingllm,{budget},{seq},{acc},pg19,test\n"
@@ -363,6 +665,47 @@ def make_files(root: Path) -> dict[str, Path]:
     put("acc_nan.csv", _ACC_HEAD + _ACC_ROW.format(budget=512, seq=8000, acc="nan"))
     put("acc_2.csv", _ACC_HEAD + _ACC_ROW.format(budget=512, seq=8000, acc=2))
     put("missing_col.csv", "model,draft\nllama-3.1-8b,self\n")
+
+    # issue 17 section 7
+    put("fp8_zero.toml", _TOML.replace("mem_bw = 1e12", "mem_bw = 1e12\npeak_flops_fp8 = 0"))
+    put("tiny_bw.toml", _TOML.replace("mem_bw = 1e12", "mem_bw = 1e-300"))
+    put("huge_peaks.toml", _TOML.replace("peak_flops_bf16 = 1e14", "peak_flops_bf16 = 1e300").replace(
+        "peak_flops_fp32 = 1e13", "peak_flops_fp32 = 1e300").replace("mem_bw = 1e12", "mem_bw = 1e300")
+        .replace("kernel_fixed_s = 5e-6", "kernel_fixed_s = 0").replace("allreduce_latency_s = 1e-5",
+                                                                         "allreduce_latency_s = 0"))
+    put("tiny_eff.toml", _TOML.replace("gemm_bw = 0.8", "gemm_bw = 1e-300"))
+    put("tiny_capacity.toml", _TOML.replace("mem_capacity = 8e10", "mem_capacity = 1e-300"))
+    put("eng_ok.toml", _ENGINE)
+    put("eng_cov_neg.toml", _ENGINE + _CALIB.format(cov="[[-1e-6]]", sd="0.1", t="1.5"))
+    put("eng_resid_huge.toml", _ENGINE + _CALIB.format(cov="[[1e-8]]", sd="1e300", t="1.5"))
+    put("eng_quant_huge.toml", _ENGINE + _CALIB.format(cov="[[1e-8]]", sd="0.1", t="1e300"))
+    put("eng_host_huge.toml", _ENGINE.replace("host_step_s = 2e-3", "host_step_s = 1e300"))
+    put("eng_loop_huge.toml", _ENGINE.replace("sd_iteration_s = 5e-4", "sd_iteration_s = 1e300"))
+    put("eng_stderr_huge.toml", _ENGINE.replace("host_step_s = 9e-4", "host_step_s = 1e300"))
+    put("deep.toml", "a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    put("deep.json", "[" * 100_000 + "]" * 100_000)
+    put("deep_object.json", '{"a": ' * 100_000 + "1" + "}" * 100_000)
+    for name in ("big.json", "big.toml", "big.csv"):  # sparse: 65 MiB of size, no disk used
+        put(name, "")
+        with open(root / name, "r+b") as fh:
+            fh.truncate(65 * 2**20)
+    from importlib import resources
+
+    ar_steps = resources.files("magicdec_model.perfmodel").joinpath(
+        "data/engines/magicdec-8xa100-ar-steps.csv").read_text(encoding="utf-8")
+    put("steps_ok.csv", ar_steps)
+    put("steps_small.csv", "batch,seq_len,step_s\n32,2048,0.00947\n64,2048,0.0139\n128,2048,0.01916\n"
+        "256,4096,0.03\n")
+    put("steps_dup5.csv", "batch,seq_len,step_s\n" + "32,2048,0.00947\n" * 5)
+    put("steps_draft.csv", "batch,seq_len,step_s,kind\n32,2048,0.00947,decode\n64,2048,0.0139,decode\n"
+        "128,2048,0.01916,decode\n32,2048,0.002,draft\n")
+    put("steps_huge_batch.csv", "batch,seq_len,step_s\n32,2048,0.00947\n1e300,2048,0.0139\n128,2048,0.019\n")
+    put("steps_huge_time.csv", "batch,seq_len,step_s\n32,2048,0.00947\n64,2048,1e300\n128,2048,0.019\n")
+    put("meas_nostatus.csv", "key,stage,op,value,batch,seq_len,gpus\n"
+        "b32,check,target_decode,0.009,32,2048,8\nb64,check,target_decode,0.013,64,2048,8\n")
+    put("acc_conflict.csv", _ACC_HEAD + _ACC_ROW.format(budget=512, seq=8000, acc=0.7)
+        + _ACC_ROW.format(budget=512, seq=8000, acc=0.9))
+    put("acc_dup_same.csv", _ACC_HEAD + _ACC_ROW.format(budget=512, seq=8000, acc=0.7) * 2)
     return files
 
 
@@ -382,6 +725,8 @@ class Outcome:
     stderr: str
     exception: BaseException | None
     leftovers: list[str]
+    #: what ``Case.after`` found wrong with the output folder (None: nothing)
+    after: str | None = None
 
 
 def run_case(case: Case, files: dict[str, Path], work: Path) -> Outcome:
@@ -392,13 +737,16 @@ def run_case(case: Case, files: dict[str, Path], work: Path) -> Outcome:
 
     out = work / "out"
     out.mkdir(parents=True, exist_ok=True)
+    if case.setup is not None:
+        case.setup(out)
     before = set(out.rglob("*"))
     result = CliRunner().invoke(app, resolve(case.argv, files, out))
     exc = result.exception
     if isinstance(exc, SystemExit):
         exc = None
     left = sorted(str(p.relative_to(out)) for p in set(out.rglob("*")) - before)
-    return Outcome(result.exit_code, result.stdout, result.stderr, exc, left)
+    after = case.after(out) if case.after is not None else None
+    return Outcome(result.exit_code, result.stdout, result.stderr, exc, left, after)
 
 
 def judge(case: Case, o: Outcome) -> str | None:
@@ -407,10 +755,22 @@ def judge(case: Case, o: Outcome) -> str | None:
     if o.exception is not None or "Traceback" in text:
         name = type(o.exception).__name__ if o.exception else "Traceback"
         return f"traceback ({name}: {str(o.exception)[:80]})"
+    if o.after:
+        return o.after
     if o.exit_code == 0:
         if case.expect == ERR:
             return "silently accepted (exit 0)"
-        if case.check is not None and not case.check(o.stdout):
+        if "--help" not in case.argv:
+            bad = nonfinite(o.stdout, is_json="json" in case.argv)
+            if bad:
+                return f"printed a number that is not finite (exit 0): {bad}"
+        if "warning" in o.stderr.lower():
+            return f"a warning leaked to stderr: {o.stderr.strip()[:120]}"
+        try:
+            ok = case.check is None or case.check(o.stdout)
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
             return "silently wrong result (exit 0)"
         return None
     if o.exit_code != 2:
@@ -420,12 +780,38 @@ def judge(case: Case, o: Outcome) -> str | None:
     lines = [ln for ln in o.stderr.splitlines() if ln.strip()]
     if len(lines) != 1 or not lines[0].startswith("error: "):
         return f"message not one 'error:' line ({len(lines)} lines)"
+    if len(lines[0]) > MAX_ERROR_LINE:
+        return f"error line of {len(lines[0]):,} characters: {lines[0][:100]}"
     missing = [n for n in case.needles if n.lower() not in lines[0].lower()]
     if missing:
         return f"message does not name {missing}: {lines[0][:120]}"
+    present = [n for n in case.absent if n.lower() in lines[0].lower()]
+    if present:
+        return f"message talks about {present}: {lines[0][:120]}"
     if o.leftovers:
         return f"left files behind after an error: {o.leftovers[:3]}"
     return None
+
+
+_NONFINITE = re.compile(r"(?<![\w.])[-+]?(?:nan|inf|infinity)(?![\w])", re.IGNORECASE)
+
+
+def nonfinite(text: str, is_json: bool = False) -> str | None:
+    """The first number in ``text`` that is not finite ('nan', 'inf', JSON's NaN/Infinity), or None;
+    ``is_json``: ``text`` must also be strict JSON."""
+    m = _NONFINITE.search(text)
+    if m:
+        return text[max(0, m.start() - 40): m.end() + 10].replace("\n", " ")
+    stripped = text.strip()
+    if is_json:
+        try:
+            json.loads(stripped, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
+        except ValueError as exc:
+            return f"not JSON: {str(exc)[:60]}"
+    return None
+
+
+CASES = _cases()
 
 
 def main() -> int:

@@ -52,4 +52,27 @@ def test_corpus_is_large_and_covers_every_subcommand():
     names = set(group.commands)  # type: ignore[attr-defined]
     covered = {c.argv[0] for c in CASES}
     assert names <= covered, names - covered
-    assert len(CASES) >= 250
+    assert len(CASES) >= 550
+
+
+def test_corpus_tries_every_flag_of_every_subcommand():
+    """Issue 17: every option of every command (calibrate and engines included) has a case."""
+    from typer.main import get_command
+
+    from magicdec_model.cli.main import app
+
+    def commands(group, prefix=()):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from commands(cmd, (*prefix, name))
+            else:
+                yield (*prefix, name), cmd
+
+    for path, cmd in commands(get_command(app)):
+        cases = [c for c in CASES if tuple(c.argv[:len(path)]) == path]
+        assert cases, f"no case runs {' '.join(path)}"
+        used = {a for c in cases for a in c.argv}
+        flags = {next((o for o in p.opts if o.startswith("--")), None)
+                 for p in cmd.params if p.name != "help"}
+        missing = sorted(f for f in flags - used if f)
+        assert not missing, f"{' '.join(path)}: no case sets {missing}"

@@ -179,3 +179,32 @@ def test_a_term_the_data_put_near_zero_is_fitted_not_reset_to_its_prior():
     assert "host_step_s" in res.fitted
     assert res.values["host_step_s"] < 3 * res.stderr["host_step_s"] + 1e-6
     assert res.values["host_step_s"] < 0.5e-3  # far from the 2 ms prior
+
+
+def test_copies_of_one_measurement_are_refused_not_fitted_with_zero_error():
+    """Issue 17: five copies of one step fitted host_step_s with standard error 0 and MAPE 0%."""
+    model, data, _ = _steps([32], [8000], 0.0, 0)
+    five = data.subset(np.zeros(5, dtype=int))  # the same row five times
+    with pytest.raises(InputError, match="all 5 steps are at one point"):
+        calibrate(model, five)
+    with pytest.raises(InputError, match="all 5 steps are at one point"):
+        calibrate(model, five, fit=["host_step_s"])
+
+
+def test_a_collinear_fit_set_is_refused_naming_the_parameter():
+    """host_step_s and launch_s add the same time to every step: no data tells them apart."""
+    model, data, _ = _steps([16, 32, 64, 128], [2000, 8000], 0.02, 3)
+    with pytest.raises(InputError, match="--fit host_step_s,launch_s: launch_s: not told apart from "
+                                         "host_step_s"):
+        calibrate(model, data, fit=["host_step_s", "launch_s"])
+    res = calibrate(model, data, fit=["host_step_s"])
+    assert res.stderr["host_step_s"] > 0
+
+
+def test_draft_rows_need_a_draft_that_runs_steps():
+    target = get_model("llama-2-7b-32k")
+    model = step_model(target, HW, load_engine("generic"), "ngram")
+    _, data, _ = _steps([16, 32, 64], [2000], 0.02, 4)
+    data.kind = np.asarray(["decode", "decode", "draft"], dtype=object)
+    with pytest.raises(InputError, match="1 draft row\\(s\\), but --draft ngram runs no draft forward step"):
+        calibrate(model, data)

@@ -60,6 +60,18 @@ def test_every_shipped_engine_loads_and_round_trips_through_toml(tmp_path):
     ({"stderr": {}}, "has no entry for"),
     ({"terms": "fast"}, r"\[terms\] is a str"),
     ({"colour": "blue"}, "unknown keys"),
+    # issue 17: a covariance with a negative variance, or not symmetric, is no covariance
+    ({"calibration": {"parameters": ["host_step_s"], "covariance": [[-1e-8]]}}, "not a covariance"),
+    ({"calibration": {"parameters": ["host_step_s", "sd_iteration_s"],
+                      "covariance": [[1e-8, 1e-6], [1e-6, 1e-8]]}}, "not a covariance"),  # eigenvalue < 0
+    ({"calibration": {"parameters": ["host_step_s", "sd_iteration_s"],
+                      "covariance": [[1e-8, 0.0], [1e-9, 1e-8]]}}, "not a covariance"),  # not symmetric
+    ({"calibration": {"parameters": ["host_step_s"], "covariance": [[1e-8]], "residual_sd_log": 1e300}},
+     r"residual_sd_log=1e\+300 is outside"),
+    ({"calibration": {"parameters": ["host_step_s"], "covariance": [[1e-8]], "t_quantile_80": 1e300}},
+     "t_quantile_80"),
+    ({"terms": {**_doc()["terms"], "host_step_s": 1e300}}, r"host_step_s=1e\+300 is above 1 s"),
+    ({"stderr": {**_doc()["stderr"], "host_step_s": 1e300}}, r"\[stderr\] host_step_s=1e\+300 is above"),
 ])
 def test_bad_engine_documents_are_refused_with_one_line(change, match):
     doc = _doc()
@@ -67,6 +79,23 @@ def test_bad_engine_documents_are_refused_with_one_line(change, match):
     with pytest.raises(InputError, match=match) as exc:
         engine_from_dict(doc, "bad.toml")
     assert "\n" not in str(exc.value)
+
+
+def test_a_positive_semi_definite_covariance_is_accepted():
+    doc = _doc(sd_iteration_s=1e-4)
+    # [[a, c], [c, b]] with c^2 = a b: singular (eigenvalue 0) but a covariance (perfect correlation)
+    doc["calibration"] = {"parameters": ["host_step_s", "sd_iteration_s"],
+                          "covariance": [[4e-8, 2e-8], [2e-8, 1e-8]], "residual_sd_log": 0.05}
+    assert engine_from_dict(doc, "ok.toml").calibrated
+
+
+def test_an_empty_engine_name_or_a_folder_is_refused_naming_it(tmp_path):
+    with pytest.raises(InputError, match="--engine '' is empty"):
+        load_engine("")
+    folder = tmp_path / "mine.toml"
+    folder.mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        load_engine(str(folder))
 
 
 def test_unknown_engine_name_and_missing_file():

@@ -11,13 +11,16 @@ import sys
 
 import pytest
 
+from magicdec_model.perfmodel import outfiles
 from magicdec_model.perfmodel.errors import InputError
 from magicdec_model.perfmodel.outfiles import (
     OutputLock,
     OutputLockedError,
     atomic_output,
     atomic_write_text,
+    check_not_an_input,
     lock_path,
+    new_partial,
     remove_stale_partials,
 )
 
@@ -111,7 +114,7 @@ def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
 
 def test_stale_partials_of_a_target_are_removed_and_others_kept(tmp_path):
     target = tmp_path / "g[1].csv"
-    mine = tmp_path / "g[1].csv.abc123.partial"
+    mine = tmp_path / "g[1].csv.999999999-abc12345.partial"  # NAME.<pid>-<random>: a gone process
     other = tmp_path / "h.csv.abc123.partial"
     mine.write_text("x")
     other.write_text("y")
@@ -127,3 +130,51 @@ def test_lock_is_not_left_behind_by_a_normal_exit_of_another_process(tmp_path):
     assert not lock_path(target).exists()
     with OutputLock(target):
         pass
+
+
+def test_a_concurrent_sweeps_partial_file_is_never_removed(tmp_path):
+    """Issue 17: a sweep to g.csv removed the partial file of a sweep to g.csv.x.csv."""
+    other = new_partial(tmp_path / "g.csv.x.csv")  # a run on another target, in progress
+    assert other.name.startswith(f"g.csv.x.csv.{os.getpid()}-")
+    assert remove_stale_partials(tmp_path / "g.csv") == []
+    assert other.exists()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # a partial of g.csv itself whose writer is alive is its own
+        owned = tmp_path / f"g.csv.{live.pid}-abcd1234.partial"
+        owned.write_text("x")
+        assert remove_stale_partials(tmp_path / "g.csv") == []
+        assert owned.exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert remove_stale_partials(tmp_path / "g.csv") == [owned]  # its writer is gone: stale
+
+
+def test_a_full_disk_when_the_lock_is_written_is_one_line_and_leaves_no_lock_file(tmp_path, monkeypatch):
+    target = tmp_path / "g.csv"
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m:
+        m.setattr(outfiles.os, "write", full)
+        with pytest.raises(InputError) as exc:
+            OutputLock(target, flag="--out").acquire()
+    msg = str(exc.value)
+    assert "--out" in msg and str(target) in msg and "lock" in msg and "No space left on device" in msg
+    assert list(tmp_path.iterdir()) == []  # no empty .lock left behind
+    with OutputLock(target):  # and the next run takes the lock
+        pass
+
+
+def test_an_output_that_is_one_of_the_inputs_is_refused(tmp_path):
+    table = tmp_path / "acc.csv"
+    table.write_text("x\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(table)
+    for spelling in (table, tmp_path / "." / "acc.csv", link):
+        with pytest.raises(InputError, match="is the --acceptance-table file"):
+            check_not_an_input(spelling, {"--acceptance-table": str(table), "--model": "llama-3.1-8b"})
+    check_not_an_input(tmp_path / "new.csv", {"--acceptance-table": str(table), "--engine": None})
+    assert table.read_text() == "x\n"
+

@@ -1,7 +1,7 @@
 """An interrupted or concurrent `sweep` never leaves a file that could be taken for a complete one.
 
 The sweep runs as a real process over a 300,000-row grid and is stopped while it is writing (its
-temporary ``NAME.<random>.partial`` file already holds data): by SIGINT (Ctrl-C), by SIGTERM, and
+temporary ``NAME.<pid>-<random>.partial`` file already holds data): by SIGINT (Ctrl-C), by SIGTERM, and
 by SIGKILL (no chance to clean up).
 """
 

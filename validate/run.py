@@ -28,7 +28,7 @@ from ..perfmodel.hardware import (
     load_profile,
     profile_from_dict,
 )
-from ..perfmodel.inputs import check_int
+from ..perfmodel.inputs import check_int, nonempty
 from ..perfmodel.outfiles import (
     OutputLock,
     check_out_folder,
@@ -164,6 +164,11 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
     if cfg.text is not None and not cfg.checkpoint:
         raise InputError(f"--text {cfg.text}: real text needs a real model; allowed: with --checkpoint "
                          "(smollm2, FILE.gguf or a safetensors folder with tokenizer.json)")
+    for flag, value, allowed in (("--checkpoint", cfg.checkpoint, "a local folder with config.json and "
+                                  "*.safetensors"), ("--start-profile", cfg.start_profile, "a profile name "
+                                  "(see 'magicdec-model hardware list') or a path to a profile .toml")):
+        if value is not None:  # '' is no folder and no profile: never the current folder or the default
+            nonempty(str(value), flag, allowed)
     if cfg.checkpoint:
         if cfg.gpus > 1:
             raise InputError("--checkpoint with --gpus > 1 is not supported yet; allowed: --gpus 1")

@@ -13,6 +13,7 @@ from .options import (
     Acceptance,
     AcceptanceTable,
     AcceptLen,
+    AcceptRate,
     Batch,
     DraftFraction,
     DraftOpt,
@@ -81,7 +82,7 @@ def build_query(
 ) -> Query:
     """Parse the shared flags into a :class:`Query` (raises InputError on bad input).
 
-    ``methods``: weight_dtype, kv_dtype, accept_len, position_acceptance (text), draft_fraction,
+    ``methods``: weight_dtype, kv_dtype, accept_len, accept_rate, position_acceptance (text), draft_fraction,
     verify_tokens, draft_vocab, expert_parallel.
     """
     from magicdec_model.perfmodel.sweep import Query
@@ -125,6 +126,7 @@ def predict_cmd(
     weight_dtype: WeightDtype = "native",
     kv_dtype: KvDtype = "native",
     accept_len: AcceptLen = None,
+    accept_rate: AcceptRate = None,
     position_acceptance: PositionAcceptance = None,
     draft_fraction: DraftFraction = 1.0,
     verify_tokens: VerifyTokens = None,
@@ -143,7 +145,8 @@ def predict_cmd(
     query = build_query(model, draft, kv_budget, kv_method, hardware, gpus, batch, seq_len,
                         gamma, acceptance, acceptance_table, ideal, budget_policy="error",
                         engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-                        accept_len=accept_len, position_acceptance=position_acceptance,
+                        accept_len=accept_len, accept_rate=accept_rate,
+                        position_acceptance=position_acceptance,
                         draft_fraction=draft_fraction, verify_tokens=verify_tokens,
                         draft_vocab=draft_vocab, expert_parallel=expert_parallel)
     check_grid(grid_rows(query), MAX_PREDICT_ROWS, "the grid",
@@ -170,6 +173,7 @@ def sweep_cmd(
     weight_dtype: WeightDtype = "native",
     kv_dtype: KvDtype = "native",
     accept_len: AcceptLen = None,
+    accept_rate: AcceptRate = None,
     position_acceptance: PositionAcceptance = None,
     draft_fraction: DraftFraction = 1.0,
     verify_tokens: VerifyTokens = None,
@@ -191,7 +195,8 @@ def sweep_cmd(
     query = build_query(model, draft, kv_budget, kv_method, hardware, gpus, batch, seq_len,
                         gamma, acceptance, acceptance_table, ideal, budget_policy="cap",
                         engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-                        accept_len=accept_len, position_acceptance=position_acceptance,
+                        accept_len=accept_len, accept_rate=accept_rate,
+                        position_acceptance=position_acceptance,
                         draft_fraction=draft_fraction, verify_tokens=verify_tokens,
                         draft_vocab=draft_vocab, expert_parallel=expert_parallel)
     res = write_sweep(query, path)

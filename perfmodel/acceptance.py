@@ -92,14 +92,37 @@ def builtin_table() -> pd.DataFrame:
         return _validate(pd.read_csv(fh), "built-in")
 
 
+#: standard error of a published value printed to two decimals: its rounding, 0.005 / sqrt(3)
+PUBLISHED_SD = 0.005 / np.sqrt(3.0)
+#: smallest standard error given to a measured row (a window-level interval can be ~0)
+MIN_SD = 0.002
+#: z of a measured table's 95 % interval (``acceptance_lo``, ``acceptance_hi``)
+Z95 = 1.959963984540054
+
+
+def row_sigma(raw: pd.DataFrame) -> np.ndarray:
+    """Standard error of each row's acceptance: its 95 % interval / (2 x 1.96) where the table
+    has ``acceptance_lo`` and ``acceptance_hi`` (at least :data:`MIN_SD`), else the rounding of a
+    two-decimal figure (:data:`PUBLISHED_SD`)."""
+    if not {"acceptance_lo", "acceptance_hi"} <= set(raw.columns):
+        return np.full(len(raw), PUBLISHED_SD)
+    lo = pd.to_numeric(raw["acceptance_lo"], errors="coerce").to_numpy(float)
+    hi = pd.to_numeric(raw["acceptance_hi"], errors="coerce").to_numpy(float)
+    sd = (hi - lo) / (2 * Z95)
+    return np.maximum(np.where(np.isfinite(sd), sd, PUBLISHED_SD), MIN_SD)
+
+
 def load_table(path: str | Path | None = None) -> pd.DataFrame:
-    """The built-in table, with a user CSV's rows (``path``) placed first so that they win."""
-    base = builtin_table().assign(origin="built-in")
+    """The built-in table, with a user CSV's rows (``path``) placed first so that they win.
+
+    Adds ``origin`` (user, built-in) and ``sigma`` (:func:`row_sigma`)."""
+    base = builtin_table().assign(origin="built-in", sigma=PUBLISHED_SD)
     if path is None:
         return base
     p = Path(path)
     user = read_csv(p, "acceptance table")
-    return pd.concat([_validate(user, str(p)).assign(origin="user"), base], ignore_index=True)
+    mine = _validate(user, str(p)).assign(origin="user", sigma=row_sigma(user))
+    return pd.concat([mine, base], ignore_index=True)
 
 
 @dataclass

@@ -41,7 +41,7 @@ def _grid(rep, strategy, col):
 
 def test_every_figure_present_with_non_empty_traces(rep):
     expected = {f"speedup:{SELF.label}", f"speedup:{SMALL.label}", "regimes", "kv_share",
-                "step_ratios", "throughput_latency", "speedup_interval", "strategy_map"}
+                "step_ratios", "throughput_latency", "speedup_interval", "strategy_map", "acceptance"}
     assert set(rep.figures) == expected
     for key, fig in rep.figures.items():
         assert fig.data, key
@@ -221,3 +221,33 @@ def test_interval_band_is_shaded_around_each_line():
         hi, lo = y[:n], y[n:][::-1]
         mid = np.asarray(line.y, float)
         assert np.all(lo < mid) and np.all(mid < hi)
+
+
+def test_acceptance_figure_and_best_budget_stars():
+    q = Query(model="llama-3.1-8b", batch=[8, 64], seq_len=[4000, 64000], gpus=[8], hardware="a100-80gb-sxm")
+    strategies = cross_strategies(["self"], ["streamingllm"], [128, 512, 4096])
+    rep = build_report(q, strategies)
+    fig = rep.figures["acceptance"]
+    # the published budget-512 curve (magicdec-paper.md §3.1) as markers, the model as lines
+    pts = _trace(fig, "measured, streamingllm")
+    assert sorted(np.asarray(pts.y, float).round(2).tolist()) == [0.79, 0.79, 0.81, 0.82, 0.83, 0.84]
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert lines and all(np.all((np.asarray(t.y) >= 0) & (np.asarray(t.y) <= 1)) for t in lines)
+    # every (batch, seq_len) cell has exactly one best budget, starred on that budget's heatmap
+    stars = np.zeros((2, 2), int)
+    for s in strategies:
+        fig = rep.figures[f"speedup:{s.label}"]
+        for t in fig.data:
+            if t.name == "best budget":
+                for x, y in zip(t.x, t.y, strict=True):
+                    stars[[8, 64].index(y), [4000, 64000].index(x)] += 1
+    assert (stars == 1).all(), stars
+    sp = {s.kv_budget: _grid_of(rep, s) for s in strategies}
+    best = np.argmax(np.stack([sp[b] for b in (128, 512, 4096)]), axis=0)
+    star_4096 = [t for t in rep.figures[f"speedup:{strategies[2].label}"].data if t.name == "best budget"]
+    assert (best == 2).sum() == (len(star_4096[0].x) if star_4096 else 0)
+
+
+def _grid_of(rep, strategy):
+    df = rep.predictions[rep.predictions["strategy"] == strategy.label]
+    return df.sort_values(["batch", "seq_len"])["speedup"].to_numpy().reshape(2, 2)

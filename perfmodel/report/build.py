@@ -22,6 +22,7 @@ from ..hardware import HardwareProfile, load_profile
 from ..strategy import Strategy, predict_strategies
 from ..sweep import Query
 from .figures import (
+    acceptance_figure,
     interval_figure,
     kv_share_figure,
     ratio_figure,
@@ -30,7 +31,7 @@ from .figures import (
     strategy_map_figure,
     tradeoff_figure,
 )
-from .grid import best_table, inputs_table, speedup_range, to_grid
+from .grid import acceptance_curves, best_budgets, best_table, inputs_table, speedup_range, to_grid
 from .page import figure_section, html_page, table_html, write_page
 
 #: Caption under each figure, by the figure key's part before ``:``.
@@ -48,7 +49,12 @@ CAPTIONS = {
                     "the other kinds. Acceptance of each kind as in the inputs table.",
     "speedup_interval": "Shaded: the central 80% interval of the speedup from the engine's "
                         "uncertainty (its calibration's covariance and residual spread, or its "
-                        "declared standard errors); acceptance is taken as given.",
+                        "declared standard errors) and the acceptance's (a measurement's standard "
+                        "error, or the acceptance model's); an acceptance given by flag is exact.",
+    "acceptance": "Where no measurement exists at a budget and context, acceptance comes from the "
+                  "acceptance model fitted to the published and measured tables (docs/acceptance.md); "
+                  "hover for the value, its standard error and source. The budget axis of the speedup "
+                  "heatmaps trades this acceptance against the draft's cost.",
 }
 
 
@@ -95,14 +101,24 @@ def build_report(query: Query, strategies: list[Strategy]) -> Report:
     zrange = speedup_range(grids)
     capacity = hw.mem_capacity
     figures: dict[str, go.Figure] = {}
+    best = best_budgets(grids)
     for g in grids:
-        figures[f"speedup:{g.strategy.label}"] = speedup_figure(g, zrange, capacity)
+        figures[f"speedup:{g.strategy.label}"] = speedup_figure(g, zrange, capacity,
+                                                               best.get(g.strategy.label))
     figures["regimes"] = regime_figure(grids)
     figures["kv_share"] = kv_share_figure(grids[0])
     figures["step_ratios"] = ratio_figure(grids)
     figures["throughput_latency"] = tradeoff_figure(grids)
     figures["speedup_interval"] = interval_figure(grids, str(df["engine"].iloc[0]))
     figures["strategy_map"] = strategy_map_figure(grids)
+    methods = list(dict.fromkeys(s.kv_method for s in strategies
+                                 if s.draft == "self" and s.kv_method != "full"))
+    if methods and query.acceptance is None:
+        target_name = get_model(query.model).name
+        budgets = sorted({s.kv_budget for s in strategies if s.draft == "self" and s.kv_method != "full"})
+        curves, points = acceptance_curves(target_name, methods, query.seq_len, budgets,
+                                           query.acceptance_table)
+        figures["acceptance"] = acceptance_figure(curves, points, target_name)
     tables = {"inputs": inputs_table(query, hw, strategies, df), "best": best_table(grids)}
     target = get_model(query.model)
     title = (f"SD design space: {target.name} on {query.gpus[0]} x {hw.name}, "

@@ -29,7 +29,8 @@ group measured at one budget borrows the budget shape of the others).  Each grou
 then scaled by sqrt(chi2 / dof) of its rows where that exceeds 1 (scatter the errors do not
 explain) and the fit repeated; the parameter covariance is the inverse of J'J at the optimum.
 A prediction's standard error adds, by the delta method, the parameter covariance and the
-group's residual scatter relative to the disagreement (so it vanishes where alpha = 1).
+group's residual scatter relative to the disagreement (so it vanishes where alpha = 1), at most
+sqrt(alpha (1 - alpha)), the largest spread of a quantity in [0, 1] with that mean.
 
 The fitted parameters ship as data (``data/acceptance_model.toml``, with the data's hashes and
 the cross-validated errors); :func:`fit_model` reproduces them from the shipped tables
@@ -194,8 +195,11 @@ class AcceptanceModel:
         C = self.covariance[np.ix_(idx, idx)]
         var = np.einsum("...i,ij,...j->...", J, C, J)
         var = var + (self.residual_rel.get(group, 0.0) * (1.0 - a)) ** 2
-        sd = np.sqrt(np.maximum(var, 0.0))
-        note = f"acceptance model ({MODEL_FILE}, fitted to {self.info.get('tables', {}).get(group, group)})"
+        # a quantity in [0, 1] with mean a has sd at most sqrt(a (1 - a)) (a poorly identified fit
+        # can give more by the delta method)
+        sd = np.minimum(np.sqrt(np.maximum(var, 0.0)), np.sqrt(a * (1.0 - a)))
+        origin = self.info.get("origin", MODEL_FILE)
+        note = f"acceptance model ({origin}, fitted to {self.info.get('tables', {}).get(group, group)})"
         if not own:
             note += f": {group}'s parameters, no measurement of {model}"
         if method != REFERENCE_METHOD and method not in self.methods:
@@ -419,6 +423,30 @@ def shipped_model() -> AcceptanceModel | None:
     if not path.is_file():
         return None
     return model_from_toml(path.read_text(encoding="utf-8"), str(path))
+
+
+def model_for_table(path: str | Path | None) -> AcceptanceModel | None:
+    """The model to predict with under ``--acceptance-table path``: the shipped one, or, where the
+    table has self-draft rows the model can use, the model refitted to the shipped data and those
+    rows (which replace the shipped rows of the same model, draft, method and budget)."""
+    if path is None:
+        return shipped_model()
+    user = fit_rows([path], published=False)
+    if user.empty:
+        return shipped_model()
+    return _refit_with(hashlib.sha256(Path(path).read_bytes()).hexdigest(), str(path))
+
+
+@cache
+def _refit_with(digest: str, path: str) -> AcceptanceModel:
+    user = fit_rows([path], published=False)
+    base = fit_rows()
+    keys = ["model", "draft", "method", "budget"]
+    mine = pd.MultiIndex.from_frame(user[keys])
+    base = base[~pd.MultiIndex.from_frame(base[keys]).isin(mine)]
+    model = fit_model(pd.concat([user, base], ignore_index=True)).model
+    model.info["origin"] = f"refitted with your table {Path(path).name}"
+    return model
 
 
 def refit_shipped() -> FitResult:

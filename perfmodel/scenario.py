@@ -320,7 +320,7 @@ def _acceptance(query: Query, target: ModelArch, draft: Draft, S: np.ndarray, K:
                 mode: str, tau: float, positions: tuple[float, ...], gammas: np.ndarray,
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Acceptance, its source, standard error and basis at each (seq_len, budget)."""
-    from .acceptance_model import estimate
+    from .acceptance_model import estimate, model_for_table
 
     shape = (len(S), len(K))
     zero = np.zeros(shape)
@@ -347,12 +347,13 @@ def _acceptance(query: Query, target: ModelArch, draft: Draft, S: np.ndarray, K:
         return (np.full(shape, found.rate), np.full(shape, found.source, dtype=object), zero,
                 np.full(shape, basis, dtype=object))
     table = load_table(query.acceptance_table)
+    fitted = model_for_table(query.acceptance_table) if draft.is_self else None
     acc = np.empty(shape)
     sd = np.empty(shape)
     src = np.empty(shape, dtype=object)
     basis = np.empty(shape, dtype=object)
     for j, budget in enumerate(K):
-        found = estimate(table, target.name, draft.name, draft.kv_method, int(budget), S)
+        found = estimate(table, target.name, draft.name, draft.kv_method, int(budget), S, fitted)
         acc[:, j] = found.value
         sd[:, j] = found.sd
         src[:, j] = found.source

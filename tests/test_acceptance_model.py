@@ -205,3 +205,25 @@ def test_fallback_pair_is_named():
     assert "no measurement of llama-2-7b-32k" in note
     with pytest.raises(InputError, match="self-drafts"):
         shipped_model().predict("llama-2-7b-32k", "tinyllama-1.1b", "streamingllm", 256, 8000)
+
+
+def test_user_table_refits_the_model_for_the_budgets_it_did_not_measure(tmp_path: Path):
+    from magicdec_model.perfmodel.sweep import Query, predict
+
+    # an illustrative table for a model without shipped rows: budgets 128, 512, 2048 at 8K and 32K
+    rows = [{"model": "llama-2-7b-32k", "draft": "self", "method": "streamingllm", "budget": b,
+             "seq_len": s, "acceptance": a, "dataset": "mine", "source": "MY-RUN",
+             "acceptance_lo": a - 0.01, "acceptance_hi": a + 0.01}
+            for b, s, a in ((128, 8000, 0.60), (512, 8000, 0.75), (2048, 8000, 0.88),
+                            (128, 32000, 0.55), (512, 32000, 0.70), (2048, 32000, 0.83))]
+    path = tmp_path / "acc.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    got = predict(Query(model="llama-2-7b-32k", batch=[8], seq_len=[8000, 32000], gpus=[1],
+                        kv_budget=[512, 1024], kv_method="streamingllm", acceptance_table=str(path)))
+    at = got.set_index(["seq_len", "kv_budget"])
+    assert at.loc[(8000, 512), "acceptance"] == 0.75 and at.loc[(8000, 512), "acceptance_basis"] == "measured"
+    for s, lo, hi in ((8000, 0.75, 0.88), (32000, 0.70, 0.83)):
+        r = at.loc[(s, 1024)]
+        assert r["acceptance_basis"] == "model"
+        assert "refitted with your table acc.csv" in r["acceptance_source"]
+        assert lo < r["acceptance"] < hi  # between the user's neighbouring budgets

@@ -189,9 +189,10 @@ def acceptance_curves(model: str, methods: list[str], seq_len: np.ndarray, budge
     the user's table): method, budget, seq_len, acceptance, source.
     """
     from ..acceptance import load_table
-    from ..acceptance_model import estimate, fit_rows
+    from ..acceptance_model import estimate, fit_rows, model_for_table
 
     table = load_table(acceptance_table)
+    fitted = model_for_table(acceptance_table)
     lo_b = 16.0
     b_axis = np.unique(np.geomspace(lo_b, max(float(np.max(seq_len)), 2 * lo_b), 40).round())
     s_axis = np.unique(np.geomspace(max(float(np.min(seq_len)) / 2, 256.0),
@@ -200,11 +201,11 @@ def acceptance_curves(model: str, methods: list[str], seq_len: np.ndarray, budge
     for method in methods:
         S = np.asarray(seq_len, dtype=float)
         for b in b_axis:
-            e = estimate(table, model, "self", method, int(b), S)
+            e = estimate(table, model, "self", method, int(b), S, fitted)
             rows += [(method, "budget", int(b), int(s), float(v), float(d), str(k), str(t))
                      for s, v, d, k, t in zip(S, e.value, e.sd, e.basis, e.source, strict=True)]
         for b in budgets:
-            e = estimate(table, model, "self", method, int(b), s_axis)
+            e = estimate(table, model, "self", method, int(b), s_axis, fitted)
             rows += [(method, "seq_len", int(b), int(s), float(v), float(d), str(k), str(t))
                      for s, v, d, k, t in zip(s_axis, e.value, e.sd, e.basis, e.source, strict=True)]
     curves = pd.DataFrame(rows, columns=["method", "axis", "budget", "seq_len", "acceptance", "sd",

@@ -15,6 +15,12 @@ Lookup rule for a (model, draft, method, budget) key and sequence length S:
    which budget was measured;
 3. within the measured range of S: linear interpolation in log(S) between the neighbours;
    outside it the value at the nearest end is used and the source says so (never extrapolated).
+
+Extra columns (``acceptance measure`` writes intervals, ``gamma``, ``temperature``, ``n_steps``,
+per-position rates, ...) are read and kept.  Where one (model, draft, method, budget, seq_len)
+has several rows (several gammas or temperatures), the row used is: the lowest ``temperature``
+(a row without one counts as greedy, 0), then the most SD steps (``n_steps``; none counts as 0),
+then the first in the file.
 """
 
 from __future__ import annotations
@@ -42,7 +48,17 @@ def _validate(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"acceptance table {origin}: missing columns {missing}; need {list(COLUMNS)}")
-    df = df[list(COLUMNS)].copy()
+    df = df[list(COLUMNS) + [c for c in df.columns if c not in COLUMNS]].copy()
+    for col in ("temperature", "n_steps", "gamma"):
+        if col not in df.columns:
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = (values.isna() & df[col].notna()) | (values < 0) | ~np.isfinite(values.fillna(0.0))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"acceptance table {origin}: row {row + 1} has {col}={df[col].iloc[row]!r}; "
+                             f"allowed: a finite number >= 0 (or empty)")
+        df[col] = values
     for col in ("budget", "seq_len", "acceptance"):
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna()
@@ -92,37 +108,24 @@ def builtin_table() -> pd.DataFrame:
         return _validate(pd.read_csv(fh), "built-in")
 
 
-#: standard error of a published value printed to two decimals: its rounding, 0.005 / sqrt(3)
-PUBLISHED_SD = 0.005 / np.sqrt(3.0)
-#: smallest standard error given to a measured row (a window-level interval can be ~0)
-MIN_SD = 0.002
-#: z of a measured table's 95 % interval (``acceptance_lo``, ``acceptance_hi``)
-Z95 = 1.959963984540054
-
-
-def row_sigma(raw: pd.DataFrame) -> np.ndarray:
-    """Standard error of each row's acceptance: its 95 % interval / (2 x 1.96) where the table
-    has ``acceptance_lo`` and ``acceptance_hi`` (at least :data:`MIN_SD`), else the rounding of a
-    two-decimal figure (:data:`PUBLISHED_SD`)."""
-    if not {"acceptance_lo", "acceptance_hi"} <= set(raw.columns):
-        return np.full(len(raw), PUBLISHED_SD)
-    lo = pd.to_numeric(raw["acceptance_lo"], errors="coerce").to_numpy(float)
-    hi = pd.to_numeric(raw["acceptance_hi"], errors="coerce").to_numpy(float)
-    sd = (hi - lo) / (2 * Z95)
-    return np.maximum(np.where(np.isfinite(sd), sd, PUBLISHED_SD), MIN_SD)
-
-
 def load_table(path: str | Path | None = None) -> pd.DataFrame:
-    """The built-in table, with a user CSV's rows (``path``) placed first so that they win.
-
-    Adds ``origin`` (user, built-in) and ``sigma`` (:func:`row_sigma`)."""
-    base = builtin_table().assign(origin="built-in", sigma=PUBLISHED_SD)
+    """The built-in table, with a user CSV's rows (``path``) placed first so that they win."""
+    base = builtin_table().assign(origin="built-in")
     if path is None:
         return base
     p = Path(path)
     user = read_csv(p, "acceptance table")
-    mine = _validate(user, str(p)).assign(origin="user", sigma=row_sigma(user))
-    return pd.concat([mine, base], ignore_index=True)
+    return pd.concat([_validate(user, str(p)).assign(origin="user"), base], ignore_index=True)
+
+
+def preferred_first(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` reordered so that, per seq_len, the row to use comes first: lowest temperature
+    (missing = 0, greedy), then most ``n_steps`` (missing = 0), then file order."""
+    n = len(rows)
+    temp = rows["temperature"].fillna(0.0).to_numpy(float) if "temperature" in rows else np.zeros(n)
+    steps = rows["n_steps"].fillna(0.0).to_numpy(float) if "n_steps" in rows else np.zeros(n)
+    order = np.lexsort((np.arange(n), -steps, temp))
+    return rows.iloc[order]
 
 
 @dataclass
@@ -156,6 +159,7 @@ def lookup(
     rows = rows[rows["budget"] == used]
     if "origin" in rows.columns and (rows["origin"] == "user").any():
         rows = rows[rows["origin"] == "user"]  # a user's curve replaces the built-in one
+    rows = preferred_first(rows)
     # the first row per seq_len wins
     rows = rows.drop_duplicates("seq_len").sort_values("seq_len")
     xs = rows["seq_len"].to_numpy(float)

@@ -53,10 +53,16 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.special import expit
 
-from .acceptance import COLUMNS, PUBLISHED_SD, _validate, row_sigma
+from .acceptance import COLUMNS, _validate
 from .errors import InputError
 from .inputs import parse_toml, read_csv
 
+#: standard error of a published value printed to two decimals: its rounding, 0.005 / sqrt(3)
+PUBLISHED_SD = 0.005 / np.sqrt(3.0)
+#: smallest standard error given to a measured row (a window-level interval can be ~0)
+MIN_SD = 0.002
+#: z of a measured table's 95 % interval (``acceptance_lo``, ``acceptance_hi``)
+Z95 = 1.959963984540054
 #: the KV method whose distance scale is 1 by definition
 REFERENCE_METHOD = "streamingllm"
 #: prior sd of each group's logit kappa (centre 0) and of log d0, log p around the pooled means
@@ -84,6 +90,18 @@ def alpha_form(budget: np.ndarray, seq_len: np.ndarray, kappa: float, d0: float,
 
 
 # ------------------------------------------------------------------------------------- data
+def row_sigma(rows: pd.DataFrame) -> np.ndarray:
+    """Standard error of each row's acceptance: its 95 % interval / (2 x 1.96) where the table
+    has ``acceptance_lo`` and ``acceptance_hi`` (at least :data:`MIN_SD`), else the rounding of a
+    two-decimal figure (:data:`PUBLISHED_SD`)."""
+    if not {"acceptance_lo", "acceptance_hi"} <= set(rows.columns):
+        return np.full(len(rows), PUBLISHED_SD)
+    lo = pd.to_numeric(rows["acceptance_lo"], errors="coerce").to_numpy(float)
+    hi = pd.to_numeric(rows["acceptance_hi"], errors="coerce").to_numpy(float)
+    sd = (hi - lo) / (2 * Z95)
+    return np.maximum(np.where(np.isfinite(sd), sd, PUBLISHED_SD), MIN_SD)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -481,7 +499,7 @@ def estimate(table: pd.DataFrame, model: str, draft: str, method: str, budget: i
     3. else :func:`acceptance.lookup`'s rule (another budget's measurement, clamped, or the
        default), with no standard error.
     """
-    from .acceptance import lookup
+    from .acceptance import lookup, preferred_first
 
     S = np.asarray(seq_len, dtype=float)
     fitted = shipped_model() if fitted is None else fitted
@@ -494,14 +512,13 @@ def estimate(table: pd.DataFrame, model: str, draft: str, method: str, budget: i
     if "origin" in rows.columns and (rows["origin"] == "user").any():
         rows = rows[rows["origin"] == "user"]
     if not rows.empty:
-        rows = rows.drop_duplicates("seq_len").sort_values("seq_len")
+        rows = preferred_first(rows).drop_duplicates("seq_len").sort_values("seq_len")
         inside = (S >= rows["seq_len"].min()) & (S <= rows["seq_len"].max())
         if inside.any():
             found = lookup(rows, model, draft, method, budget, S[inside])
             value[inside] = found.value
             source[inside] = found.source
-            sig = rows["sigma"].to_numpy(float) if "sigma" in rows.columns else \
-                np.full(len(rows), PUBLISHED_SD)
+            sig = row_sigma(rows)
             sd[inside] = np.interp(np.log(S[inside]), np.log(rows["seq_len"].to_numpy(float)), sig)
             basis[inside] = "measured"
     rest = np.isnan(value)

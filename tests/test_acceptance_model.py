@@ -32,7 +32,8 @@ from magicdec_model.perfmodel.errors import InputError
 
 pytestmark = pytest.mark.unit
 
-MODELS = ("llama-3.1-8b", "llama-2-7b-32k")  # measured (published curve) and a fallback pair
+#: every measured model of the shipped fit, and one without measurements (the fallback group's)
+MODELS = tuple(sorted({g.split("/")[0] for g in shipped_model().groups})) + ("llama-2-7b-32k",)
 METHODS = ("streamingllm", "snapkv")
 
 

@@ -84,6 +84,14 @@ def fit_cmd(
             cv.add_row(r["scheme"], r["group"], r["method"], str(int(r["points"])), f"{r['rmse']:.4f}",
                        f"{r['max_abs']:.4f}")
         console.print(cv)
+    pos = sorted((c for c in rows.columns if c.startswith("pos") and c.endswith("_rate")),
+                 key=lambda c: int(c[3:-5]) if c[3:-5].isdigit() else 0)
+    if pos:
+        diffs = [float(np.nanmean(rows[c].to_numpy(float) - rows["acceptance"].to_numpy(float)))
+                 for c in pos]
+        console.print("per-position check (conditional rate at position i minus alpha, mean over rows; "
+                      "0 under Eq. 1's i.i.d. assumption): "
+                      + ", ".join(f"{c[:-5]} {d:+.3f}" for c, d in zip(pos, diffs, strict=True)))
     if path is not None:
         from pathlib import Path
 

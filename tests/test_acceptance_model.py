@@ -228,3 +228,27 @@ def test_user_table_refits_the_model_for_the_budgets_it_did_not_measure(tmp_path
         assert r["acceptance_basis"] == "model"
         assert "refitted with your table acc.csv" in r["acceptance_source"]
         assert lo < r["acceptance"] < hi  # between the user's neighbouring budgets
+
+
+def test_fit_command_prints_parameters_and_writes_a_loadable_model(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from magicdec_model.cli.main import app
+
+    rows, truth = _synthetic(np.random.default_rng(5))
+    t = rows[rows["model"] == "a"].drop(columns=["sigma", "table"])
+    t = t.assign(acceptance_lo=t["acceptance"] - 0.006, acceptance_hi=t["acceptance"] + 0.006,
+                 pos1_rate=t["acceptance"], pos2_rate=t["acceptance"])
+    path = tmp_path / "a.csv"
+    t.to_csv(path, index=False)
+    out = tmp_path / "m.toml"
+    res = CliRunner().invoke(app, ["acceptance", "fit", "--table", str(path), "--no-published",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "a/self" in res.output and "leave-one-budget-out" in res.output
+    assert "pos1 +0.000, pos2 +0.000" in res.output  # i.i.d. rows: no per-position departure
+    m = model_from_toml(out.read_text(encoding="utf-8"))
+    k, d0, p = truth["a/self"]
+    got = m.info["groups"]["a/self"]
+    assert got["kappa"] == pytest.approx(k, rel=0.1) and got["p"] == pytest.approx(p, rel=0.2)
+    assert m.info["data_sha256"] == data_hashes([path])

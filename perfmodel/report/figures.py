@@ -128,6 +128,8 @@ def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float,
     xe, ye = _edges(g.seq_len, logx), _edges(g.batch, logy)
     z = np.where(g.fits, g.arrays["speedup"], np.nan)
     gamma_txt = np.where(g.fits, g.arrays["gamma"].astype(int).astype(str), "")
+    if best is not None:
+        gamma_txt = np.where(best & g.fits, np.char.add(gamma_txt.astype(str), " ★"), gamma_txt)
     cells = max(len(g.batch), len(g.seq_len))
     font = int(np.clip(420 / cells, 5, 12))
     fig = go.Figure()
@@ -171,14 +173,7 @@ def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float,
         )
     star = ""
     if best is not None and best.any():
-        bi, si = np.nonzero(best)
-        fig.add_trace(go.Scatter(
-            x=g.seq_len[si], y=g.batch[bi], mode="markers", name="best budget",
-            marker={"symbol": "star", "size": 9, "color": "#ffd700", "line": {"color": "black", "width": 1}},
-            hovertemplate=(f"batch %{{y}}, seq_len %{{x:,}}: budget {g.strategy.kv_budget} is the best "
-                           f"{g.strategy.kv_method} budget of the report here<extra></extra>"),
-        ))
-        star = f"; star: the best {g.strategy.kv_method} budget in that cell"
+        star = f"; ★: the best {g.strategy.kv_method} budget there"
     fig.update_layout(
         title={"text": f"Speedup of SD over AR: {g.strategy.label} (number in cell: best gamma; "
                        f"grey: out of memory; black line: speedup = 1{star})"},
@@ -520,8 +515,7 @@ def acceptance_figure(curves, points, model: str) -> go.Figure:
     fig.update_yaxes(title_text="acceptance alpha (per token, Eq. 1)", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_layout(
-        title={"text": f"Acceptance of {model}'s self-drafts: the acceptance model (lines; measured "
-                       "values where a measurement exists) and measurements (black markers)"},
+        title={"text": f"Acceptance of {model}'s self-drafts: model (lines) and measurements (markers)"},
         height=520,
     )
     return fig

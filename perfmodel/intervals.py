@@ -59,17 +59,14 @@ def bounds(x: np.ndarray, sd: np.ndarray, z: float) -> tuple[np.ndarray, np.ndar
 def acceptance_log_sd(alpha: np.ndarray, sd_alpha: np.ndarray, gamma: np.ndarray,
                       fraction: float = 1.0) -> np.ndarray:
     """Standard deviation of log Omega_F (hence of log speedup) from alpha's standard error."""
+    from .speculative import expected_tokens
+
     a = np.asarray(alpha, dtype=float)
     g = np.asarray(gamma, dtype=float)
-    shape = np.broadcast_shapes(a.shape, g.shape, np.shape(sd_alpha))
-    omega = np.zeros(shape)
-    d_omega = np.zeros(shape)
-    for k in range(int(np.max(g)) + 1):
-        on = k <= g
-        omega = omega + np.where(on, a ** k, 0.0)
-        if k:
-            d_omega = d_omega + np.where(on, k * a ** (k - 1), 0.0)
-    omega_f = fraction * omega + (1.0 - fraction)
+    d_omega = np.zeros(np.broadcast_shapes(a.shape, g.shape, np.shape(sd_alpha)))
+    for k in range(1, int(np.max(g)) + 1):
+        d_omega = d_omega + np.where(k <= g, k * a ** (k - 1), 0.0)
+    omega_f = fraction * expected_tokens(a, g) + (1.0 - fraction)
     return np.abs(fraction * d_omega / omega_f) * np.asarray(sd_alpha, dtype=float)
 
 

@@ -78,11 +78,11 @@ def fit_cmd(
     summary = cv_summary(result.cv)
     if not summary.empty:
         cv = Table(box=None, header_style="bold", title="cross-validated error of alpha (held out)")
-        for col in ("scheme", "group", "method", "points", "RMSE", "max |error|"):
+        for col in ("scheme", "group", "method", "points", "RMSE", "max |error|", "data's own sd"):
             cv.add_column(col, justify="left" if col in ("scheme", "group", "method") else "right")
         for _, r in summary.iterrows():
             cv.add_row(r["scheme"], r["group"], r["method"], str(int(r["points"])), f"{r['rmse']:.4f}",
-                       f"{r['max_abs']:.4f}")
+                       f"{r['max_abs']:.4f}", f"{r['noise_rms']:.4f}")
         console.print(cv)
     pos = sorted((c for c in rows.columns if c.startswith("pos") and c.endswith("_rate")),
                  key=lambda c: int(c[3:-5]) if c[3:-5].isdigit() else 0)

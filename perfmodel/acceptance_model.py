@@ -336,8 +336,8 @@ def cross_validate(rows: pd.DataFrame, fallback: str | None = "llama-3.1-8b/self
             a, _, _ = m.predict(r["model"], r["draft"], r["method"], r["budget"], r["seq_len"])
             out.append({"scheme": scheme, "group": key.iloc[i], "method": r["method"],
                         "budget": int(r["budget"]), "seq_len": int(r["seq_len"]),
-                        "acceptance": float(r["acceptance"]), "predicted": float(a),
-                        "error": float(a) - float(r["acceptance"])})
+                        "acceptance": float(r["acceptance"]), "sigma": float(r["sigma"]),
+                        "predicted": float(a), "error": float(a) - float(r["acceptance"])})
 
     for (g, meth), sub in rows.groupby([key, rows["method"]]):
         budgets = sub["budget"].unique()
@@ -353,16 +353,22 @@ def cross_validate(rows: pd.DataFrame, fallback: str | None = "llama-3.1-8b/self
         for t in rows["table"].unique():
             held("leave-one-table-out", (rows["table"] == t).to_numpy())
     return pd.DataFrame(out, columns=["scheme", "group", "method", "budget", "seq_len", "acceptance",
-                                      "predicted", "error"])
+                                      "sigma", "predicted", "error"])
 
 
 def cv_summary(cv: pd.DataFrame) -> pd.DataFrame:
-    """RMSE and largest absolute error per (scheme, group, method)."""
+    """RMSE and largest absolute error per (scheme, group, method), and the RMS standard error of
+    the held-out measurements themselves (``noise_rms``: an RMSE near it is as good as the data
+    allow)."""
+    cols = ["scheme", "group", "method", "points", "rmse", "max_abs", "noise_rms"]
     if cv.empty:
-        return pd.DataFrame(columns=["scheme", "group", "method", "points", "rmse", "max_abs"])
-    return (cv.groupby(["scheme", "group", "method"], sort=False)["error"]
-            .agg(points="size", rmse=lambda e: float(np.sqrt(np.mean(e ** 2))),
-                 max_abs=lambda e: float(np.max(np.abs(e)))).reset_index())
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (scheme, group, method), part in cv.groupby(["scheme", "group", "method"], sort=False):
+        e = part["error"].to_numpy(float)
+        rows.append((scheme, group, method, len(part), float(np.sqrt(np.mean(e ** 2))),
+                     float(np.max(np.abs(e))), float(np.sqrt(np.mean(part["sigma"].to_numpy(float) ** 2)))))
+    return pd.DataFrame(rows, columns=cols)
 
 
 # ------------------------------------------------------------------------------ TOML in/out
@@ -414,7 +420,8 @@ def model_to_toml(result: FitResult, hashes: dict[str, str]) -> str:
         lines += ["", "[[cross_validation]]", f"scheme = {toml_value(r['scheme'])}",
                   f"group = {toml_value(r['group'])}", f"method = {toml_value(r['method'])}",
                   f"points = {int(r['points'])}", f"rmse = {toml_value(float(r['rmse']))}",
-                  f"max_abs = {toml_value(float(r['max_abs']))}"]
+                  f"max_abs = {toml_value(float(r['max_abs']))}",
+                  f"noise_rms = {toml_value(float(r['noise_rms']))}"]
     return "\n".join(lines) + "\n"
 
 

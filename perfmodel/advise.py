@@ -211,9 +211,12 @@ def advise(
         top = eligible.iloc[0]
         rests = str(basis.loc[top.name]) if top.name in basis.index else "measured"
         if rests in ("model", "default"):
-            what = (f"the {top['acceptance_source']} (its uncertainty is in the interval)"
-                    if rests == "model" else f"a default acceptance of {top['acceptance']:.2f}")
-            verdict += f" This ranking rests on {what}, not on a measurement of {top['strategy']}."
+            if rests == "model":
+                verdict += (f" This ranking rests on the {top['acceptance_source']}, not on a measurement "
+                            f"of {top['strategy']}; the interval includes the model's uncertainty.")
+            else:
+                verdict += (f" This ranking rests on a default acceptance of {top['acceptance']:.2f}, not "
+                            f"on a measurement of {top['strategy']}.")
     uncertain = False
     if not eligible.empty:
         top = eligible.iloc[0]

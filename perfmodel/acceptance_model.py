@@ -486,7 +486,8 @@ def refit_shipped() -> FitResult:
 @dataclass
 class Estimate:
     """Acceptance per point, its standard error, where it came from, and on what it rests
-    (``measured``, ``model`` or ``default``: a default or another budget's measurement)."""
+    (``measured``, ``model`` or ``default``: a default, or a measurement at another budget or
+    outside its measured contexts, clamped)."""
 
     value: np.ndarray
     sd: np.ndarray

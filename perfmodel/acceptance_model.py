@@ -200,6 +200,8 @@ class AcceptanceModel:
                              f"drafted by {draft} with {method}")
         group, own = self.group_for(model, draft)
         assert group is not None
+        own_method = self.info.get("method_tables", {}).get(method) == \
+            self.info.get("tables", {}).get(group)
         B, S = np.broadcast_arrays(np.asarray(budget, float), np.asarray(seq_len, float))
         a = self._alpha(self.values, group, method, B, S)
         idx = self._idx(group, method)
@@ -222,6 +224,8 @@ class AcceptanceModel:
             note += f": {group}'s parameters, no measurement of {model}"
         if method != REFERENCE_METHOD and method not in self.methods:
             note += f"; {method} taken as {REFERENCE_METHOD} (no {method} measurement)"
+        elif method != REFERENCE_METHOD and not own_method:
+            note += f"; {method}'s distance scale fitted to {self.info['method_tables'][method]}"
         return a, sd, note
 
 
@@ -307,6 +311,8 @@ def fit_model(rows: pd.DataFrame, fallback: str | None = "llama-3.1-8b/self",
         model.residual_rel[g] = float(np.sqrt(np.mean(rel ** 2)))
     model.info["tables"] = tables or {g: ", ".join(dict.fromkeys(rows.loc[key == g, "table"]))
                                       for g in groups}
+    model.info["method_tables"] = {m: ", ".join(dict.fromkeys(rows.loc[rows["method"] == m, "table"]))
+                                   for m in methods}
     return FitResult(model, rows)
 
 
@@ -404,6 +410,9 @@ def model_to_toml(result: FitResult, hashes: dict[str, str]) -> str:
         "",
         "[tables]",
         *(f"{toml_key(g)} = {toml_value(v)}" for g, v in m.info.get("tables", {}).items()),
+        "",
+        "[method_tables]",
+        *(f"{toml_key(k)} = {toml_value(v)}" for k, v in m.info.get("method_tables", {}).items()),
     ]
     for g in m.groups:
         i = [m.index(f"{g}:{t}") for t in _THETA]
@@ -436,6 +445,7 @@ def model_from_toml(text: str, what: str = "acceptance model") -> AcceptanceMode
                             groups, methods, {k: float(v) for k, v in doc.get("residual_rel", {}).items()},
                             doc.get("fallback") or None)
     model.info = {"tables": dict(doc.get("tables", {})), "data_sha256": dict(doc.get("data_sha256", {})),
+                  "method_tables": dict(doc.get("method_tables", {})),
                   "cross_validation": list(doc.get("cross_validation", [])),
                   "groups": dict(doc.get("groups", {})), "methods": dict(doc.get("methods", {}))}
     return model

@@ -248,3 +248,10 @@ def test_acceptance_figure_and_best_budget_stars():
 def _grid_of(rep, strategy):
     df = rep.predictions[rep.predictions["strategy"] == strategy.label]
     return df.sort_values(["batch", "seq_len"])["speedup"].to_numpy().reshape(2, 2)
+
+
+def test_no_acceptance_figure_without_a_self_draft_or_with_a_given_acceptance():
+    q = Query(model="llama-3.1-8b", batch=[8, 64], seq_len=[4000, 64000], gpus=[8], hardware="a100-80gb-sxm")
+    assert "acceptance" not in build_report(q, [SMALL]).figures
+    given = Query(**{**q.__dict__, "acceptance": 0.7})
+    assert "acceptance" not in build_report(given, [SELF]).figures

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .acceptance_fit import FIT_EPILOG, fit_cmd
 from .advise import ADVISE_EPILOG, advise_cmd
 from .breakdown import breakdown_cmd
 from .calibrate import CALIBRATE_EPILOG, calibrate_cmd
@@ -68,6 +69,11 @@ app.command("advise", epilog=ADVISE_EPILOG)(advise_cmd)
 app.command("compare-paper")(compare_cmd)
 app.command("calibrate", epilog=CALIBRATE_EPILOG)(calibrate_cmd)
 app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
+# the acceptance group (branch acc-model holds only `fit`; cli/acceptance.py adds `measure`)
+acceptance_app = typer.Typer(help="Acceptance of speculative decoding: the fitted model.",
+                             no_args_is_help=True)
+acceptance_app.command("fit", epilog=FIT_EPILOG)(fit_cmd)
+app.add_typer(acceptance_app, name="acceptance")
 app.add_typer(models_app, name="models")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(engines_app, name="engines")

@@ -141,7 +141,8 @@ SeqLen = Annotated[
 Gamma = Annotated[str, typer.Option("--gamma", help="Speculation length(s) 1..16, or 'auto'.")]
 Acceptance = Annotated[
     str | None,
-    typer.Option("--acceptance", help="Acceptance rate in [0, 1); default: published table."),
+    typer.Option("--acceptance", help="Per-token acceptance alpha of Eq. 1, in [0, 1); default: "
+                 "measurements, else the acceptance model."),
 ]
 AcceptanceTable = Annotated[
     str | None,
@@ -166,6 +167,11 @@ AcceptLen = Annotated[
     float | None,
     typer.Option("--accept-len", help="Mean tokens per SD step, bonus included (as EAGLE papers "
                  "report); needs a fixed --gamma."),
+]
+AcceptRate = Annotated[
+    float | None,
+    typer.Option("--accept-rate", help="Accepted / drafted tokens as engines report it (tokens per "
+                 "step = 1 + rate x gamma); needs the one --gamma it was measured at."),
 ]
 PositionAcceptance = Annotated[
     str | None,

@@ -13,6 +13,7 @@ from .options import (
     Acceptance,
     AcceptanceTable,
     AcceptLen,
+    AcceptRate,
     Batch,
     DraftFraction,
     DraftList,
@@ -84,7 +85,7 @@ def build_query(
 ) -> Query:
     """Parse the shared flags into a :class:`Query` (raises InputError on bad input).
 
-    ``methods``: weight_dtype, kv_dtype, accept_len, position_acceptance (text), draft_fraction,
+    ``methods``: weight_dtype, kv_dtype, accept_len, accept_rate, position_acceptance (text), draft_fraction,
     verify_tokens, draft_vocab, expert_parallel.
     """
     from magicdec_model.perfmodel.sweep import Query
@@ -128,6 +129,7 @@ def predict_cmd(
     weight_dtype: WeightDtype = "native",
     kv_dtype: KvDtype = "native",
     accept_len: AcceptLen = None,
+    accept_rate: AcceptRate = None,
     position_acceptance: PositionAcceptance = None,
     draft_fraction: DraftFraction = 1.0,
     verify_tokens: VerifyTokens = None,
@@ -150,7 +152,8 @@ def predict_cmd(
     queries = [build_query(model, d, kv_budget, m, hardware, gpus, batch, seq_len,
                            gamma, acceptance, acceptance_table, ideal, budget_policy="error",
                            engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-                           accept_len=accept_len, position_acceptance=position_acceptance,
+                           accept_len=accept_len, accept_rate=accept_rate,
+                           position_acceptance=position_acceptance,
                            draft_fraction=draft_fraction, verify_tokens=verify_tokens,
                            draft_vocab=draft_vocab, expert_parallel=expert_parallel) for d, m in pairs]
     check_grid(len(queries) * grid_rows(queries[0]), MAX_PREDICT_ROWS, "the grid",
@@ -179,6 +182,7 @@ def sweep_cmd(
     weight_dtype: WeightDtype = "native",
     kv_dtype: KvDtype = "native",
     accept_len: AcceptLen = None,
+    accept_rate: AcceptRate = None,
     position_acceptance: PositionAcceptance = None,
     draft_fraction: DraftFraction = 1.0,
     verify_tokens: VerifyTokens = None,
@@ -200,7 +204,8 @@ def sweep_cmd(
     query = build_query(model, draft, kv_budget, kv_method, hardware, gpus, batch, seq_len,
                         gamma, acceptance, acceptance_table, ideal, budget_policy="cap",
                         engine=engine, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-                        accept_len=accept_len, position_acceptance=position_acceptance,
+                        accept_len=accept_len, accept_rate=accept_rate,
+                        position_acceptance=position_acceptance,
                         draft_fraction=draft_fraction, verify_tokens=verify_tokens,
                         draft_vocab=draft_vocab, expert_parallel=expert_parallel)
     res = write_sweep(query, path)

@@ -196,13 +196,19 @@ def advise(
     notes: list[str] = []
     if latency_budget_s is not None and ar_latency > latency_budget_s:
         notes.append(f"AR decoding takes {ar_latency * 1e3:.2f} ms/token, over the budget too")
-    src = df["acceptance_source"].astype(str)
-    unmeasured = src.str.startswith("default") | src.str.contains("measured at budget", regex=False)
-    if acceptance is None and unmeasured.any():
+    basis = df["acceptance_basis"].astype(str) if "acceptance_basis" in df.columns else \
+        pd.Series("default", index=df.index)
+    n_model, n_default = int((basis == "model").sum()), int((basis == "default").sum())
+    if acceptance is None and n_model:
         notes.append(
-            f"{int(unmeasured.sum())} of {len(df)} candidates have no acceptance measurement of "
-            f"their own (default or another budget's value, see acceptance_source): their ranking "
-            f"reflects cost only; measure acceptance and pass --acceptance-table"
+            f"{n_model} of {len(df)} candidates take their acceptance from the acceptance model "
+            f"(docs/acceptance.md), not from a measurement of that draft and budget: measure "
+            f"acceptance and pass --acceptance-table to rank on measurements"
+        )
+    if acceptance is None and n_default:
+        notes.append(
+            f"{n_default} of {len(df)} candidates have a default acceptance or another budget's "
+            f"value (see acceptance_source): their ranking reflects cost only"
         )
     lost = Infeasible.of(df).describe("candidates")
     if lost:
@@ -237,6 +243,16 @@ def advise(
             verdict = (f"SD is not worth it here: the best candidate, {top['strategy']} (gamma "
                        f"{top['gamma']}), reaches only {top['speedup']:.2f}x (< {WORTH_IT}); "
                        f"{_why(top)}.")
+    if not eligible.empty and acceptance is None:
+        top = eligible.iloc[0]
+        rests = str(basis.loc[top.name]) if top.name in basis.index else "measured"
+        if rests in ("model", "default"):
+            if rests == "model":
+                verdict += (f" This ranking rests on the {top['acceptance_source']}, not on a measurement "
+                            f"of {top['strategy']}; the interval includes the model's uncertainty.")
+            else:
+                verdict += (f" This ranking rests on a default acceptance of {top['acceptance']:.2f}, not "
+                            f"on a measurement of {top['strategy']}.")
     uncertain = False
     if not eligible.empty:
         top = eligible.iloc[0]
@@ -288,5 +304,5 @@ ADVICE_COLUMNS = (
     "throughput_sd_tok_s", "throughput_ar_tok_s", "latency_sd_s", "latency_ar_s",
     "memory_per_gpu_bytes", "fits_memory", "engine_runs", "meets_latency", "draft_cost", "verify_cost",
     "loop_cost",
-    "expected_tokens", "acceptance_source", "why_excluded",
+    "expected_tokens", "acceptance_source", "acceptance_sd", "acceptance_basis", "why_excluded",
 )

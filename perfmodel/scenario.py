@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .acceptance import check_acceptance, load_table, lookup
+from .acceptance import check_acceptance, load_table
 from .architecture import ModelArch, get_model
 from .drafts import Draft, make_draft
 from .engine import EngineProfile, resolve_engine
@@ -114,6 +114,10 @@ class Scenario:
     positions: tuple[float, ...] = ()
     draft_fraction: float = 1.0
     verify_tokens: int | None = None
+    #: standard error of ``acceptance`` (0 where given by the user or unknown) and what each value
+    #: rests on: ``measured``, ``model``, ``default`` or ``given`` (same shape as ``acceptance``)
+    acceptance_sd: np.ndarray | None = None
+    acceptance_basis: np.ndarray | None = None
 
     def step_model(self, kind: str) -> tuple[ModelArch, Shard]:
         """The model record and its shard that run a step of ``kind``."""
@@ -247,7 +251,7 @@ def resolve(query: Query) -> list[Scenario]:
         check_acceptance(query.acceptance)
     if draft.kv_method != "full" and query.budget_policy == "error":
         check_budgets(K, S)
-    acc, acc_src = _acceptance(query, target, draft, S, K, mode, tau, positions, gammas)
+    acc, acc_src, acc_sd, acc_basis = _acceptance(query, target, draft, S, K, mode, tau, positions, gammas)
     applied, notes = engine.apply_to(hw)
     unsupported = engine.cannot_run(draft.name if draft.kind == "model" else draft.kind, draft.kv_method)
     if unsupported:
@@ -266,18 +270,36 @@ def resolve(query: Query) -> list[Scenario]:
             gammas=gammas, gamma_auto=auto, acceptance=acc, acceptance_source=acc_src,
             ideal=bool(query.ideal), notes=tuple(notes), formats=fmt, draft_formats=d_fmt,
             accept_mode=mode, accept_len=tau, positions=positions, draft_fraction=float(F),
-            verify_tokens=None if W is None else int(W),
+            verify_tokens=None if W is None else int(W), acceptance_sd=acc_sd,
+            acceptance_basis=acc_basis,
         ))
     return out
 
 
 def _accept_mode(query: Query, gammas: np.ndarray, auto: bool
                  ) -> tuple[str, float, tuple[float, ...], np.ndarray]:
-    """Which of --acceptance, --accept-len, --position-acceptance gives Omega; gammas to search."""
+    """Which of --acceptance, --accept-len, --accept-rate, --position-acceptance gives Omega;
+    gammas to search.  --accept-rate (accepted / drafted at one gamma) becomes the tokens per step
+    1 + rate x gamma (:mod:`acceptance_conventions`)."""
     given = [n for n, v in (("--acceptance", query.acceptance), ("--accept-len", query.accept_len),
+                            ("--accept-rate", query.accept_rate),
                             ("--position-acceptance", query.position_acceptance)) if v is not None]
     if len(given) > 1:
         raise InputError(f"{' and '.join(given)} both set the acceptance; allowed: one of them")
+    if query.accept_rate is not None:
+        from .acceptance_conventions import tokens_per_step_from_rate
+
+        r = query.accept_rate
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
+            raise InputError(f"--accept-rate {r!r} is outside [0, 1]; allowed: accepted / drafted "
+                             f"tokens, 0 <= r <= 1")
+        if auto or len(gammas) != 1:
+            raise InputError("--accept-rate is measured at one gamma: give that --gamma (one "
+                             "integer), not auto or a list")
+        if query.verify_tokens is not None:
+            raise InputError("--accept-rate describes a chain; for a tree (--verify-tokens) give "
+                             "--accept-len")
+        return "accept_len", float(tokens_per_step_from_rate(r, int(gammas[0]))), (), gammas
     if query.accept_len is not None:
         tau = query.accept_len
         if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 1:
@@ -311,28 +333,44 @@ def _accept_mode(query: Query, gammas: np.ndarray, auto: bool
 
 def _acceptance(query: Query, target: ModelArch, draft: Draft, S: np.ndarray, K: np.ndarray,
                 mode: str, tau: float, positions: tuple[float, ...], gammas: np.ndarray,
-                ) -> tuple[np.ndarray, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Acceptance, its source, standard error and basis at each (seq_len, budget)."""
+    from .acceptance_model import estimate, model_for_table
+
     shape = (len(S), len(K))
+    zero = np.zeros(shape)
+    given = np.full(shape, "given", dtype=object)
     if mode == "accept_len":
         from .speculative import rate_from_accept_len
 
         g = int(gammas[0])
         rate = rate_from_accept_len(min(tau, g + 1.0), g) if query.verify_tokens is None else float("nan")
-        return np.full(shape, rate), np.full(shape, f"--accept-len {tau:g} tokens per step", dtype=object)
+        text = f"--accept-len {tau:g} tokens per step"
+        if query.accept_rate is not None:
+            text = (f"--accept-rate {query.accept_rate:g} accepted/drafted at gamma {g}: "
+                    f"1 + {query.accept_rate:g} x {g} = {tau:g} tokens per step")
+        return np.full(shape, rate), np.full(shape, text, dtype=object), zero, given
     if mode == "positions":
         text = "--position-acceptance " + ",".join(f"{r:g}" for r in positions)
-        return np.full(shape, positions[0]), np.full(shape, text, dtype=object)
+        return np.full(shape, positions[0]), np.full(shape, text, dtype=object), zero, given
     if query.acceptance is not None:
         return (np.full(shape, float(query.acceptance)),
-                np.full(shape, "given by --acceptance", dtype=object))
+                np.full(shape, "given by --acceptance", dtype=object), zero, given)
     if draft.kind in ("eagle", "mtp", "ngram"):
         found = lookup_method(target.name, draft.kind)
-        return np.full(shape, found.rate), np.full(shape, found.source, dtype=object)
+        basis = "measured" if found.measured else "default"
+        return (np.full(shape, found.rate), np.full(shape, found.source, dtype=object), zero,
+                np.full(shape, basis, dtype=object))
     table = load_table(query.acceptance_table)
+    fitted = model_for_table(query.acceptance_table) if draft.is_self else None
     acc = np.empty(shape)
+    sd = np.empty(shape)
     src = np.empty(shape, dtype=object)
+    basis = np.empty(shape, dtype=object)
     for j, budget in enumerate(K):
-        found = lookup(table, target.name, draft.name, draft.kv_method, int(budget), S)
+        found = estimate(table, target.name, draft.name, draft.kv_method, int(budget), S, fitted)
         acc[:, j] = found.value
+        sd[:, j] = found.sd
         src[:, j] = found.source
-    return acc, src
+        basis[:, j] = found.basis
+    return acc, src, sd, basis

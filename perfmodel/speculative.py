@@ -77,17 +77,15 @@ def omega_positions(rates: np.ndarray, gamma: np.ndarray) -> np.ndarray:
 
 
 def rate_from_accept_len(tau: float, gamma: int) -> float:
-    """The i.i.d. per-token acceptance a whose Omega(gamma, a) equals ``tau`` (bisection)."""
+    """The i.i.d. per-token acceptance a whose Omega(gamma, a) equals ``tau`` (kept below 1).
+
+    The conversion's home is :func:`acceptance_conventions.alpha_from_tokens_per_step`.
+    """
+    from .acceptance_conventions import alpha_from_tokens_per_step
+
     if not 1.0 <= tau <= gamma + 1:
         raise InputError(f"accepted length {tau} is outside 1..gamma+1 = {gamma + 1}")
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if float(expected_tokens(mid, gamma)) < tau:
-            lo = mid
-        else:
-            hi = mid
-    return min((lo + hi) / 2, 0.999999)
+    return min(float(alpha_from_tokens_per_step(tau, gamma)), 0.999999)
 
 
 def check_gamma(gamma: int) -> int:

@@ -18,7 +18,7 @@ from .architecture import ModelArch
 from .drafts import Draft
 from .engine import EngineProfile
 from .hardware import HardwareProfile
-from .intervals import bounds, log_sd
+from .intervals import acceptance_log_sd, bounds, combine, log_sd
 from .number_formats import Formats
 from .ops import weight_bytes_per_gpu
 from .parallel import Shard
@@ -44,6 +44,8 @@ RESULT_COLUMNS = (
     "gamma",
     "acceptance",
     "acceptance_source",
+    "acceptance_sd",
+    "acceptance_basis",
     "t_target_s",
     "t_draft_s",
     "t_verify_s",
@@ -112,6 +114,8 @@ class Query:
     kv_dtype: str = "native"
     #: acceptance given as a mean accepted length (tokens per step) or per-position rates
     accept_len: float | None = None
+    #: acceptance as an engine reports it, accepted / drafted tokens at the one --gamma
+    accept_rate: float | None = None
     position_acceptance: Sequence[float] | None = None
     #: fraction of iterations in which the draft proposes (n-gram lookup: those with a match)
     draft_fraction: float = 1.0
@@ -209,6 +213,10 @@ def evaluate(scn: Scenario, intervals: bool = True) -> pd.DataFrame:
 
     sd = _interval_sds(scn, b, s, k, g, st_t.time, st_d.time, st_v.time, cycle, sel,
                        (st_t, st_d, st_v)) if intervals else None
+    acc_sd = scn.acceptance_sd[None, :, :, None] if scn.acceptance_sd is not None else None
+    if sd is not None and acc_sd is not None and scn.accept_mode == "rate" and np.any(acc_sd > 0):
+        part = sel(acceptance_log_sd(acc, acc_sd, g, scn.draft_fraction))
+        sd["speedup"] = combine(sd["speedup"], part) if "speedup" in sd else part
     z = engine.interval_quantile
 
     def ends(x, key):
@@ -281,6 +289,9 @@ def evaluate(scn: Scenario, intervals: bool = True) -> pd.DataFrame:
             "gamma": flat(gamma_sel).astype(np.int64),
             "acceptance": flat(acc),
             "acceptance_source": cat(acc_src),
+            "acceptance_sd": flat(acc_sd if acc_sd is not None else np.zeros(acc.shape)),
+            "acceptance_basis": cat(scn.acceptance_basis[None, :, :, None]
+                                    if scn.acceptance_basis is not None else np.full(acc.shape, "given")),
             "t_target_s": t_target,
             "t_draft_s": flat(st_d.time),
             "t_verify_s": flat(t_verify),

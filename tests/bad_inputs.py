@@ -255,6 +255,15 @@ def _cases() -> list[Case]:
                 needles=(name,))
     add("--acceptance-table unreadable", ["predict", "--acceptance-table", "{F:unreadable.csv}"],
         needles=("unreadable",), needs_non_root=True)
+    # acceptance fit: bad tables, a bad --out; --accept-rate
+    for name in ("binary.csv", "acc_nan.csv", "missing_col.csv", "method_bogus.csv"):
+        add(f"acceptance fit --table {name}", ["acceptance", "fit", "--table", "{F:" + name + "}"],
+            needles=(name,))
+    add("acceptance fit --out .txt", ["acceptance", "fit", "--out", "{out}/m.txt"], needles=("--out",))
+    add("predict --accept-rate without gamma", ["predict", "--accept-rate", "0.5"],
+        needles=("--accept-rate",))
+    add("predict --accept-rate nan", ["predict", "--accept-rate", "nan", "--gamma", "3"],
+        needles=("--accept-rate",))
 
     # ------------------------------------------------------------------ outputs
     for sub, suffix in (("sweep", "csv"), ("report", "html")):

@@ -4,7 +4,10 @@ The paper's engine (`magicdec-8xa100`) is calibrated on its measured autoregress
 (shared/reference/engines.md section 3); the 12 published end-to-end SD speedups on 8xA100
 (MagicDec project page table, perfmodel/data/paper_8xa100.csv) are never fitted. When this gate
 was set, compare-paper's MAPE with that engine was 8.8% (docs/model.md section 12); the bound
-leaves 0.2 points of room for harmless numerical change.
+left 0.2 points of room for harmless numerical change.  Issue 16 replaced the 0.8 default
+acceptance of LLaMA-2-7B-32K's self-drafts (no published measurement) by the acceptance model
+(LLaMA-3.1-8B's fitted curve: 0.83 at 8K, 0.80 at 32K), which moved the MAPE to 9.25%: the gate
+moves to 9.5%, again about 0.25 points above.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import pytest
 from magicdec_model.perfmodel.paper import PAPER_ENGINE, compare_paper
 
 #: compare-paper MAPE (%) with the calibrated paper engine must stay at or below this.
-PAPER_MAPE_GATE = 9.0
+PAPER_MAPE_GATE = 9.5
 
 
 @pytest.mark.unit

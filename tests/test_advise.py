@@ -109,7 +109,11 @@ def test_memory_excludes_candidates():
 
 
 def test_acceptance_override_and_unmeasured_note(long_ctx):
-    assert any("no acceptance measurement" in n for n in long_ctx.notes)
+    # self-drafts take the acceptance model (no measurement but budget 512), small drafts the default
+    assert any("from the acceptance model" in n for n in long_ctx.notes)
+    assert any("default acceptance" in n for n in long_ctx.notes)
+    # the top candidate's acceptance is not measured (a model or a default), and the verdict says so
+    assert "This ranking rests on" in long_ctx.verdict
     adv = advise("llama-3.1-8b", "a100-80gb-sxm", 8, 64, 32000, acceptance=0.5)
     assert (adv.ranking["acceptance"] == 0.5).all()
     assert not adv.notes
@@ -147,7 +151,22 @@ def test_user_acceptance_table_reaches_the_candidates(tmp_path):
     adv = advise("llama-3.1-8b", "a100-80gb-sxm", 8, 64, 32000, acceptance_table=str(path))
     row = adv.ranking[adv.ranking["strategy"] == "self + snapkv 2048"].iloc[0]
     assert row["acceptance"] == 0.95 and "MY-RUN" in row["acceptance_source"]
-    # 0.95 (an illustrative input) beats the built-in 0.81 borrowed from budget 512
+    # 0.95 (an illustrative input) beats the acceptance model's value at budget 2048, 32K (~0.92)
     base = advise("llama-3.1-8b", "a100-80gb-sxm", 8, 64, 32000).ranking
     before = base[base["strategy"] == "self + snapkv 2048"].iloc[0]
     assert row["speedup"] > before["speedup"]
+
+
+def test_budget_ranking_is_a_trade_off_not_the_smallest_budget():
+    # issue 16: with one acceptance for every budget the smallest budget always won; with the
+    # acceptance model a larger budget's higher acceptance outweighs its dearer draft at 64K
+    adv = advise("llama-3.1-8b", "a100-80gb-sxm", 8, 32, 64000)
+    df = adv.ranking
+    stream = df[(df["draft"] == "self") & (df["kv_method"] == "streamingllm")].sort_values("kv_budget")
+    assert np.all(np.diff(stream["acceptance"].to_numpy()) >= 0)  # non-decreasing in budget
+    best = stream.loc[stream["speedup"].idxmax(), "kv_budget"]
+    assert best > BUDGETS[0]
+    assert (stream["acceptance_basis"].isin(["model", "measured"])).all()
+    top = df[df["eligible"]].iloc[0]
+    if top["acceptance_basis"] == "model":
+        assert "rests on the acceptance model" in adv.verdict

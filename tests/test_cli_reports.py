@@ -33,7 +33,7 @@ def test_report_writes_html(tmp_path):
     assert res.exit_code == 0, res.output
     assert "wrote" in res.stdout and "2 strategies x 4 batches x 4 sequence lengths" in res.stdout
     text = out.read_text(encoding="utf-8")
-    assert text.count('class="plotly-graph-div"') == 8
+    assert text.count('class="plotly-graph-div"') == 9  # 8 + acceptance (a self-draft is in)
 
 
 def test_report_acceptance_table_is_used(tmp_path):

@@ -86,8 +86,13 @@ def test_acceptance_from_table_where_it_applies_else_default(comp):
     l31 = r[r["target"] == "llama-3.1-8b"]
     assert l31["acceptance_source"].str.startswith("measured").all()
     assert l31["acceptance"].tolist() == [0.81, 0.81, 0.81, 0.79]  # magicdec-paper.md §3.1 at 32K/100K
+    # LLaMA-2-7B-32K self-drafts: the acceptance model (LLaMA-3.1-8B's parameters, named as such);
+    # TinyLlama drafts are not modelled: the default
     other = r[r["target"] != "llama-3.1-8b"]
-    assert other["acceptance_source"].str.startswith("default").all()
+    self_rows = other[other["draft"] == "self"]
+    assert self_rows["acceptance_source"].str.startswith("acceptance model").all()
+    assert self_rows["acceptance_source"].str.contains("no measurement of llama-2-7b-32k").all()
+    assert other[other["draft"] != "self"]["acceptance_source"].str.startswith("default").all()
 
 
 def test_acceptance_override_and_paper_gamma():

@@ -41,7 +41,7 @@ def _grid(rep, strategy, col):
 
 def test_every_figure_present_with_non_empty_traces(rep):
     expected = {f"speedup:{SELF.label}", f"speedup:{SMALL.label}", "regimes", "kv_share",
-                "step_ratios", "throughput_latency", "speedup_interval", "strategy_map"}
+                "step_ratios", "throughput_latency", "speedup_interval", "strategy_map", "acceptance"}
     assert set(rep.figures) == expected
     for key, fig in rep.figures.items():
         assert fig.data, key
@@ -296,3 +296,37 @@ def test_legends_fit_short_entries_grouped_under_the_plot(rep):
         shown = [t for t in fig.data if t.showlegend is not False]
         assert shown and all(len(t.name) <= 12 for t in shown), (key, [t.name for t in shown])
         assert all(t.legendgrouptitle.text for t in shown), key  # the strategy names the group
+
+
+def test_acceptance_figure_and_best_budget_stars():
+    q = Query(model="llama-3.1-8b", batch=[8, 64], seq_len=[4000, 64000], gpus=[8], hardware="a100-80gb-sxm")
+    strategies = cross_strategies(["self"], ["streamingllm"], [128, 512, 4096])
+    rep = build_report(q, strategies)
+    fig = rep.figures["acceptance"]
+    # the published budget-512 curve (magicdec-paper.md §3.1) as markers, the model as lines
+    pts = _trace(fig, "measured, streamingllm")
+    assert sorted(np.asarray(pts.y, float).round(2).tolist()) == [0.79, 0.79, 0.81, 0.82, 0.83, 0.84]
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert lines and all(np.all((np.asarray(t.y) >= 0) & (np.asarray(t.y) <= 1)) for t in lines)
+    # every (batch, seq_len) cell has exactly one best budget, starred on that budget's heatmap
+    stars = np.zeros((2, 2), int)
+    for s in strategies:
+        text = np.asarray(_trace(rep.figures[f"speedup:{s.label}"], "speedup").text, dtype=str)
+        stars += np.char.endswith(text, "★").astype(int)
+    assert (stars == 1).all(), stars
+    sp = {s.kv_budget: _grid_of(rep, s) for s in strategies}
+    best = np.argmax(np.stack([sp[b] for b in (128, 512, 4096)]), axis=0)
+    text = np.asarray(_trace(rep.figures[f"speedup:{strategies[2].label}"], "speedup").text, dtype=str)
+    assert np.array_equal(np.char.endswith(text, "★"), best == 2)
+
+
+def _grid_of(rep, strategy):
+    df = rep.predictions[rep.predictions["strategy"] == strategy.label]
+    return df.sort_values(["batch", "seq_len"])["speedup"].to_numpy().reshape(2, 2)
+
+
+def test_no_acceptance_figure_without_a_self_draft_or_with_a_given_acceptance():
+    q = Query(model="llama-3.1-8b", batch=[8, 64], seq_len=[4000, 64000], gpus=[8], hardware="a100-80gb-sxm")
+    assert "acceptance" not in build_report(q, [SMALL]).figures
+    given = Query(**{**q.__dict__, "acceptance": 0.7})
+    assert "acceptance" not in build_report(given, [SELF]).figures

@@ -121,7 +121,7 @@ def test_report_renders_every_plot_without_console_errors(browser, tmp_path):
 
     assert _errors(dom, log) == []
     divs = _plot_divs(dom)
-    assert len(divs) == len(rep.figures) == 8
+    assert len(divs) == len(rep.figures) == 9  # 8 + the acceptance figure (a self-draft)
     for name, html in divs.items():
         assert 'class="main-svg"' in html, f"{name} not rendered"
     for name, html in divs.items():

@@ -12,7 +12,13 @@ Figures (keys of :attr:`Report.figures`):
 * ``speedup_interval`` - speedup vs seq_len for a few batch sizes, the engine's 80 % prediction
   interval shaded around each line;
 * ``strategy_map`` - over batch x seq_len, which kind of draft (self sparse-KV, small model,
-  EAGLE head, MTP module, n-gram, or none: autoregressive) wins, and by how much.
+  EAGLE head, MTP module, n-gram, or none: autoregressive) wins, and by how much;
+* ``acceptance`` - acceptance of the target's self-drafts against budget and context: the
+  acceptance model's lines and the measured points (where a self-draft is among the strategies
+  and no --acceptance is given).
+
+The speedup heatmaps of a draft and KV method with several budgets star the cells where that
+budget is the best of them.
 
 Modules: ``grid`` (predictions to batch x seq_len grids, the inputs and best-configuration
 tables; numpy and pandas only), ``figures`` (every plotly figure), ``page`` (the HTML page
@@ -36,6 +42,9 @@ _EXPORTS = {
     "speedup_range": "grid",
     "inputs_table": "grid",
     "best_table": "grid",
+    "best_budgets": "grid",
+    "acceptance_curves": "grid",
+    "acceptance_figure": "figures",
     "MAX_LINES": "figures",
     "MAX_TRADEOFF_LINES": "figures",
     "LOG_SPAN": "figures",
@@ -63,6 +72,9 @@ __all__ = [
     "MAX_TRADEOFF_LINES",
     "Grid",
     "Report",
+    "acceptance_curves",
+    "acceptance_figure",
+    "best_budgets",
     "best_table",
     "build_report",
     "draft_kind",
@@ -86,6 +98,7 @@ if TYPE_CHECKING:
         MAP_KINDS,
         MAX_LINES,
         MAX_TRADEOFF_LINES,
+        acceptance_figure,
         draft_kind,
         interval_figure,
         kv_share_figure,
@@ -95,7 +108,15 @@ if TYPE_CHECKING:
         strategy_map_figure,
         tradeoff_figure,
     )
-    from .grid import Grid, best_table, inputs_table, speedup_range, to_grid
+    from .grid import (
+        Grid,
+        acceptance_curves,
+        best_budgets,
+        best_table,
+        inputs_table,
+        speedup_range,
+        to_grid,
+    )
 
 
 __getattr__ = module_getattr(__name__, _EXPORTS)

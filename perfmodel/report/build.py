@@ -25,6 +25,7 @@ from ..hardware import HardwareProfile, load_profile
 from ..strategy import Strategy, predict_strategies
 from ..sweep import Query
 from .figures import (
+    acceptance_figure,
     interval_figure,
     kv_share_figure,
     ratio_figure,
@@ -33,7 +34,17 @@ from .figures import (
     strategy_map_figure,
     tradeoff_figure,
 )
-from .grid import acceptance_kinds, best_table, inputs_table, speedup_range, summary, to_grid, tokens_label
+from .grid import (
+    acceptance_curves,
+    acceptance_kinds,
+    best_budgets,
+    best_table,
+    inputs_table,
+    speedup_range,
+    summary,
+    to_grid,
+    tokens_label,
+)
 from .page import figure_section, html_page, table_html, write_page
 
 #: Caption under each figure, by the figure key's part before ``:``.
@@ -54,7 +65,12 @@ CAPTIONS = {
                     "grey: nothing fits in memory. Acceptance of each kind as in the inputs table.",
     "speedup_interval": "Shaded: the central 80% interval of the speedup from the engine's "
                         "uncertainty (its calibration's covariance and residual spread, or its "
-                        "declared standard errors); acceptance is taken as given.",
+                        "declared standard errors) and the acceptance's (a measurement's standard "
+                        "error, or the acceptance model's); an acceptance given by flag is exact.",
+    "acceptance": "Where no measurement exists at a budget and context, acceptance comes from the "
+                  "acceptance model fitted to the published and measured tables (docs/acceptance.md); "
+                  "hover for the value, its standard error and source. The budget axis of the speedup "
+                  "heatmaps trades this acceptance against the draft's cost.",
 }
 
 
@@ -108,14 +124,24 @@ def build_report(query: Query, strategies: list[Strategy]) -> Report:
     zrange = speedup_range(grids)
     capacity = hw.mem_capacity
     figures: dict[str, go.Figure] = {}
+    best = best_budgets(grids)
     for g in grids:
-        figures[f"speedup:{g.strategy.label}"] = speedup_figure(g, zrange, capacity)
+        figures[f"speedup:{g.strategy.label}"] = speedup_figure(g, zrange, capacity,
+                                                               best.get(g.strategy.label))
     figures["regimes"] = regime_figure(grids)
     figures["kv_share"] = kv_share_figure(grids[0])
     figures["step_ratios"] = ratio_figure(grids)
     figures["throughput_latency"] = tradeoff_figure(grids)
     figures["speedup_interval"] = interval_figure(grids, str(df["engine"].iloc[0]))
     figures["strategy_map"] = strategy_map_figure(grids)
+    methods = list(dict.fromkeys(s.kv_method for s in strategies
+                                 if s.draft == "self" and s.kv_method != "full"))
+    if methods and query.acceptance is None:
+        target_name = get_model(query.model).name
+        budgets = sorted({s.kv_budget for s in strategies if s.draft == "self" and s.kv_method != "full"})
+        curves, points = acceptance_curves(target_name, methods, query.seq_len, budgets,
+                                           query.acceptance_table)
+        figures["acceptance"] = acceptance_figure(curves, points, target_name)
     engine = resolve_engine(query.engine, query.ideal)
     cannot = {s.label: engine.cannot_run(s.draft, s.kv_method) for s in strategies}
     cannot = {k: v for k, v in cannot.items() if v}

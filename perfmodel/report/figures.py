@@ -47,6 +47,8 @@ _OOM_COLOR = "#b0b0b0"
 _NO_GAIN_COLOR = "#f7f7f7"
 _SEQ_SCALE = "Viridis"
 _BATCH_SCALE = "YlOrBr"
+#: draft KV budgets (the acceptance figure's lines against sequence length)
+_BUDGET_SCALE = "Greens"
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 #: Hover fields of a grid point: (column in the grid arrays, label, format).
@@ -150,12 +152,17 @@ def _diverging(zrange: tuple[float, float]) -> list[list]:
             [1.0, "#053061"]]
 
 
-def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float) -> go.Figure:
-    """Heatmap of SD speedup over batch x seq_len with best gamma per cell, speedup=1 contour, OOM mask."""
+def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float,
+                   best: np.ndarray | None = None) -> go.Figure:
+    """Heatmap of SD speedup over batch x seq_len with best gamma per cell, speedup=1 contour, OOM mask;
+    ``best`` (batch x seq_len, bool) marks the cells where this budget is the best of its draft
+    and KV method's budgets (:func:`.grid.best_budgets`)."""
     logx, logy = _is_log(g.seq_len), _is_log(g.batch)
     xe, ye = _edges(g.seq_len, logx), _edges(g.batch, logy)
     z = np.where(g.fits, g.arrays["speedup"], np.nan)
     speed_txt = np.where(g.fits, np.char.mod("%.2f", np.nan_to_num(g.arrays["speedup"])), "")
+    if best is not None:
+        speed_txt = np.where(best & g.fits, np.char.add(speed_txt.astype(str), " ★"), speed_txt)
     cells = max(len(g.batch), len(g.seq_len))
     font = int(np.clip(360 / cells, 5, 12))
     fig = go.Figure()
@@ -198,8 +205,11 @@ def speedup_figure(g: Grid, zrange: tuple[float, float], mem_capacity: float) ->
                 showscale=False, hoverinfo="skip", name="speedup = 1",
             )
         )
+    star = ""
+    if best is not None and best.any():
+        star = f"; ★: the best {g.strategy.kv_method} budget there"
     fig.update_layout(
-        title={"text": f"Speedup of SD over AR: {g.strategy.label}"},
+        title={"text": f"Speedup of SD over AR: {g.strategy.label}{star}"},
         xaxis=_axis("sequence length (tokens)", g.seq_len, xe),
         yaxis=_axis("batch size (sequences)", g.batch, ye),
         height=560, margin={"t": 60},
@@ -503,5 +513,54 @@ def strategy_map_figure(grids: list[Grid]) -> go.Figure:
                        f"{WORTH_IT}x; grey: nothing can run: memory, context); number = its speedup"},
         xaxis=_axis("sequence length (tokens)", g0.seq_len, xe),
         yaxis=_axis("batch size (sequences)", g0.batch, ye), height=520,
+    )
+    return fig
+
+
+def acceptance_figure(curves, points, model: str) -> go.Figure:
+    """Acceptance of ``model``'s self-drafts against draft KV budget (left, one line per seq_len)
+    and against seq_len (right, one line per budget): the acceptance model's lines (dashed where a
+    measurement is used instead) and the measured points as markers."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
+                        subplot_titles=("against draft KV budget", "against sequence length"))
+    methods = list(dict.fromkeys(curves["method"]))
+    for mi, method in enumerate(methods):
+        dash = _DASHES[mi % len(_DASHES)]
+        for col, axis, key, other in ((1, "budget", "seq_len", "budget"),
+                                      (2, "seq_len", "budget", "seq_len")):
+            part = curves[(curves["method"] == method) & (curves["axis"] == axis)]
+            keys = list(dict.fromkeys(part[key]))
+            picked = _pick(len(keys), MAX_LINES)
+            colors = _colors(_SEQ_SCALE if key == "seq_len" else _BUDGET_SCALE, len(picked))
+            for n, i in enumerate(picked):
+                line = part[part[key] == keys[i]].sort_values(other)
+                color = colors[n]
+                x = line[other].to_numpy(float)
+                fig.add_trace(go.Scatter(
+                    x=x, y=line["acceptance"], mode="lines", line={"color": color, "dash": dash},
+                    name=f"{method}, {key} {keys[i]:,}", legendgroup=f"{method}-{axis}",
+                    customdata=np.stack([x, line["acceptance"].round(4), line["sd"].round(4)], axis=-1),
+                    hovertext=line["source"], hovertemplate=(
+                        f"{method}, {key} {keys[i]:,}<br>{other} %{{customdata[0]:,}}<br>acceptance "
+                        "%{customdata[1]:.3f} ± %{customdata[2]:.3f}<br>%{hovertext}<extra></extra>"),
+                ), row=1, col=col)
+            pts = points[points["method"] == method]
+            if not pts.empty:
+                fig.add_trace(go.Scatter(
+                    x=pts[other], y=pts["acceptance"], mode="markers",
+                    marker={"symbol": "circle-open" if mi else "circle", "size": 8, "color": "black"},
+                    name=f"measured, {method}", legendgroup=f"measured-{method}", showlegend=col == 1,
+                    hovertext=[f"{method}, budget {b:,}, seq_len {s:,}: {a:.3f}<br>{src}" for b, s, a, src
+                               in zip(pts["budget"], pts["seq_len"], pts["acceptance"], pts["source"],
+                                      strict=True)],
+                    hoverinfo="text",
+                ), row=1, col=col)
+    fig.update_xaxes(type="log", title_text="draft KV budget (tokens)", row=1, col=1)
+    fig.update_xaxes(type="log", title_text="sequence length (tokens)", row=1, col=2)
+    fig.update_yaxes(title_text="acceptance alpha (per token, Eq. 1)", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(
+        title={"text": f"Acceptance of {model}'s self-drafts: model (lines) and measurements (markers)"},
+        height=520,
     )
     return fig

@@ -249,3 +249,62 @@ def acceptance_kinds(df: pd.DataFrame) -> str:
         else:
             kinds.append(" ".join(src.split()[:4]))
     return ", ".join(dict.fromkeys(kinds))
+
+
+def best_budgets(grids: list[Grid]) -> dict[str, np.ndarray]:
+    """Per strategy label: the (batch, seq_len) cells where its budget gives the highest speedup
+    among the report's budgets of the same draft and KV method (memory permitting); only for
+    (draft, method) pairs with at least two budgets."""
+    families: dict[tuple[str, str], list[Grid]] = {}
+    for g in grids:
+        if g.strategy.kv_method != "full" and g.strategy.draft != "ngram":
+            families.setdefault((g.strategy.draft, g.strategy.kv_method), []).append(g)
+    out: dict[str, np.ndarray] = {}
+    for members in families.values():
+        if len(members) < 2:
+            continue
+        sp = np.stack([np.where(g.fits, g.arrays["speedup"], -np.inf) for g in members])
+        best = np.argmax(sp, axis=0)
+        for i, g in enumerate(members):
+            out[g.strategy.label] = (best == i) & np.isfinite(sp[i])
+    return out
+
+
+def acceptance_curves(model: str, methods: list[str], seq_len: np.ndarray, budgets: list[int],
+                      acceptance_table: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The acceptance of ``model``'s self-drafts for the report's figure: the model's curves
+    against budget (one per seq_len) and against seq_len (one per budget), and the measured points.
+
+    Curves: method, axis ("budget" or "seq_len"), budget, seq_len, acceptance, sd, basis, source.
+    Points: the measured rows of ``model`` drafted by itself (built-in, shipped measured tables,
+    the user's table): method, budget, seq_len, acceptance, source.
+    """
+    from ..acceptance import load_table
+    from ..acceptance_model import estimate, fit_rows, model_for_table
+
+    table = load_table(acceptance_table)
+    fitted = model_for_table(acceptance_table)
+    lo_b = 16.0
+    b_axis = np.unique(np.geomspace(lo_b, max(float(np.max(seq_len)), 2 * lo_b), 40).round())
+    s_axis = np.unique(np.geomspace(max(float(np.min(seq_len)) / 2, 256.0),
+                                    float(np.max(seq_len)) * 1.5, 40).round())
+    rows = []
+    for method in methods:
+        S = np.asarray(seq_len, dtype=float)
+        for b in b_axis:
+            e = estimate(table, model, "self", method, int(b), S, fitted)
+            rows += [(method, "budget", int(b), int(s), float(v), float(d), str(k), str(t))
+                     for s, v, d, k, t in zip(S, e.value, e.sd, e.basis, e.source, strict=True)]
+        for b in budgets:
+            e = estimate(table, model, "self", method, int(b), s_axis, fitted)
+            rows += [(method, "seq_len", int(b), int(s), float(v), float(d), str(k), str(t))
+                     for s, v, d, k, t in zip(s_axis, e.value, e.sd, e.basis, e.source, strict=True)]
+    curves = pd.DataFrame(rows, columns=["method", "axis", "budget", "seq_len", "acceptance", "sd",
+                                         "basis", "source"])
+    measured = pd.concat([table.drop(columns=["origin", "sigma"], errors="ignore"),
+                          fit_rows(published=False).drop(columns=["sigma", "table"], errors="ignore")],
+                         ignore_index=True)
+    points = measured[(measured["model"] == model) & (measured["draft"] == "self")
+                      & measured["method"].isin(methods)].drop_duplicates(
+        ["method", "budget", "seq_len", "source"])
+    return curves, points[["method", "budget", "seq_len", "acceptance", "source"]].reset_index(drop=True)

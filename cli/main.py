@@ -12,6 +12,7 @@ from .exits import Group
 from .predict import PREDICT_EPILOG, predict_cmd, sweep_cmd
 from .registry import engines_app, hardware_app, models_app
 from .report import REPORT_EPILOG, report_cmd
+from .simulate import SIMULATE_EPILOG, simulate_cmd
 from .validate import VALIDATE_EPILOG, validate_cmd
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command("advise", epilog=ADVISE_EPILOG)(advise_cmd)
 app.command("compare-paper")(compare_cmd)
 app.command("calibrate", epilog=CALIBRATE_EPILOG)(calibrate_cmd)
 app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
+app.command("simulate", epilog=SIMULATE_EPILOG)(simulate_cmd)
 app.add_typer(models_app, name="models")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(engines_app, name="engines")

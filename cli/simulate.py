@@ -156,6 +156,9 @@ def simulate_cmd(
         raise InputError(f"--export {export!r} is not one of: {', '.join(ENGINES)}")
     if export is not None and not out:
         raise InputError("--export needs --out FILE")
+    if export is not None and draft == "self":
+        raise InputError("--export: no engine ships a sparse-KV self-draft (MagicDec's); allowed: "
+                         "--draft eagle, mtp, ngram or a draft model")
     if out and export is None:
         raise InputError("--out is the file of --export; add --export vllm, sglang or trtllm")
     for flag, v, lo, hi in (("--num-requests", num_requests, 1, 10_000_000), ("--jobs", jobs, 1, 1024),

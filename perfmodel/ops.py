@@ -142,7 +142,9 @@ def ragged_attention(q_seq: np.ndarray, kv_seq: np.ndarray, count: np.ndarray | 
         if count is not None:
             c = np.asarray(count, dtype=float)
             pairs, kv_tok = c * pairs, c * kv_tok
-        return pairs.sum(axis=-1), np.broadcast_to(kv_tok, pairs.shape).sum(axis=-1)
+        if np.shape(kv_tok) != pairs.shape:
+            kv_tok = np.broadcast_to(kv_tok, pairs.shape)
+        return pairs.sum(axis=-1), kv_tok.sum(axis=-1)
     return totals
 
 

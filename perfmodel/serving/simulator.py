@@ -71,12 +71,14 @@ class SimResult:
     gamma_by_batch: dict = field(default_factory=dict)  # (batch, gamma) -> steps
 
 
-def _accepted(rng: np.random.Generator, rates: np.ndarray, gamma: int) -> np.ndarray:
-    """Draft tokens accepted per sequence: leading successes of i.i.d. trials at ``rates``, <= gamma."""
-    u = rng.random(len(rates))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = np.floor(np.log(u) / np.log(rates))
-    return np.minimum(np.nan_to_num(k, nan=gamma, posinf=gamma), gamma).astype(np.int64)
+def _accepted(rng: np.random.Generator, inv_log_rate: np.ndarray, gamma: int) -> np.ndarray:
+    """Draft tokens accepted per sequence: the leading successes of i.i.d. trials, at most gamma.
+
+    P(at least k accepted) = a^k = P(u <= a^k) = P(log u / log a >= k) for u uniform in [0, 1);
+    ``inv_log_rate`` = 1 / log a per sequence (rates clipped into (0, 1) beforehand).
+    """
+    k = np.floor(np.log(rng.random(len(inv_log_rate))) * inv_log_rate)
+    return np.minimum(k, gamma).astype(np.int64)
 
 
 def simulate(model: ServingModel, req: Requests, policy: Policy, rates: np.ndarray,
@@ -86,6 +88,8 @@ def simulate(model: ServingModel, req: Requests, policy: Policy, rates: np.ndarr
     ``concurrency`` > 0: a closed loop (request i + concurrency arrives when one finishes).
     """
     rng = np.random.default_rng(seed)
+    with np.errstate(divide="ignore"):
+        inv_log_rate = 1.0 / np.log(np.clip(rates, 1e-300, 1.0 - 1e-12))
     n = len(req)
     arrival = req.arrival.astype(float).copy()
     prompt, out = req.prompt, req.output
@@ -210,7 +214,7 @@ def simulate(model: ServingModel, req: Requests, policy: Policy, rates: np.ndarr
         if nd:
             emit = np.ones(nd, np.int64)
             if gamma:
-                acc = _accepted(rng, rates[dec], gamma)
+                acc = _accepted(rng, inv_log_rate[dec], gamma)
                 emit += np.where(prop, acc, 0)
             emit = np.minimum(emit, out[dec] - gen[dec])
             gen[dec] += emit

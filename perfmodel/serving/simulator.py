@@ -82,10 +82,12 @@ def _accepted(rng: np.random.Generator, inv_log_rate: np.ndarray, gamma: int) ->
 
 
 def simulate(model: ServingModel, req: Requests, policy: Policy, rates: np.ndarray,
-             sched: SchedulerConfig, seed: int, concurrency: int = 0) -> SimResult:
+             sched: SchedulerConfig, seed: int, concurrency: int = 0, macro: bool = True) -> SimResult:
     """Run ``req`` through one replica under ``policy``; ``rates`` per request (acceptance).
 
     ``concurrency`` > 0: a closed loop (request i + concurrency arrives when one finishes).
+    ``macro``: steps with only decoding sequences and no admission are advanced together up to
+    the next event (:func:`_window`); False takes every step alone (same model, other draws).
     """
     rng = np.random.default_rng(seed)
     with np.errstate(divide="ignore"):
@@ -199,44 +201,38 @@ def simulate(model: ServingModel, req: Requests, policy: Policy, rates: np.ndarr
             gamma = choose_optimal(times, omega, nd)
         else:
             gamma = g_rule if sd else 0
-        prop = np.ones(nd, bool) if F >= 1.0 or gamma == 0 else rng.random(nd) < F
-        q = np.concatenate([1.0 + gamma * prop, q_p])
-        kv = np.concatenate([kv_d.astype(float), kv_p])
-        dt = float(model.step_time(q, kv, gamma, draft_ctx[prop] if gamma else draft_ctx[:0], nd,
-                                   q_p, kv_p, sd))
-        in_system = nxt - finished
-        res.in_system_area += in_system * dt
-        now += dt
-        res.steps += 1
-        res.busy_s += dt
-        res.batch_sum += len(run)
-        # 6. tokens: decodes
-        if nd:
-            emit = np.ones(nd, np.int64)
-            if gamma:
-                acc = _accepted(rng, inv_log_rate[dec], gamma)
-                emit += np.where(prop, acc, 0)
-            emit = np.minimum(emit, out[dec] - gen[dec])
-            gen[dec] += emit
-            itl = now - last_emit[dec]
-            res.itl_hist += np.bincount(np.searchsorted(ITL_BINS, itl), minlength=len(ITL_BINS) + 1)
+        if macro and nd and nd == len(run):
+            # only decodes, nobody admitted: advance up to the next event in one go
+            t_next = float(arrival[nxt]) if nxt < assigned else np.inf
+            cap = 16 if policy.kind == "optimal" else 256
+            w = _window(model, rng, F, gamma, ctx_d, out[dec] - gen[dec], inv_log_rate[dec], sd,
+                        g_res, pool, now, t_next, cap)
+            steps, dt, emitted, times, kv_peak = w
+            in_system = nxt - finished
+            res.in_system_area += in_system * dt
+            itl0 = now + times[0] - last_emit[dec]
+            now += dt
+            gen[dec] += emitted
+            res.steps += steps
+            res.busy_s += dt
+            res.batch_sum += nd * steps
+            res.itl_hist += np.bincount(np.searchsorted(ITL_BINS, itl0), minlength=len(ITL_BINS) + 1)
+            if steps > 1:
+                res.itl_hist += nd * np.bincount(np.searchsorted(ITL_BINS, times[1:]),
+                                                 minlength=len(ITL_BINS) + 1)
             last_emit[dec] = now
-            res.decode_steps += 1
-            res.gamma_sum += gamma
-            res.decode_tokens += float(emit.sum())
-            res.decode_seq_steps += nd
+            res.decode_steps += steps
+            res.gamma_sum += gamma * steps
+            res.decode_tokens += float(emitted.sum())
+            res.decode_seq_steps += nd * steps
             key = (nd, gamma)
-            res.gamma_by_batch[key] = res.gamma_by_batch.get(key, 0) + 1
-        # prefill progress; a completed prefill emits a token (the first, or the next after a
-        # recompute)
-        if len(pre):
-            done[pre] += chunk
-            complete = pre[done[pre] >= target_len[pre]]
-            if len(complete):
-                fresh = complete[gen[complete] == 0]
-                first[fresh] = now
-                gen[complete] += 1
-                last_emit[complete] = now
+            res.gamma_by_batch[key] = res.gamma_by_batch.get(key, 0) + steps
+            res.max_kv_fraction = max(res.max_kv_fraction, kv_peak / pool)
+            pre = pre[:0]
+        else:
+            now = _one_step(model, rng, res, F, gamma, dec, pre, chunk, ctx_d, kv_d, draft_ctx, q_p, kv_p,
+                            sd, now, nxt - finished, out, gen, done, target_len, first, last_emit,
+                            inv_log_rate, len(run))
         # finished requests leave
         fin_mask = gen[run] >= out[run]
         if fin_mask.any():
@@ -249,3 +245,106 @@ def simulate(model: ServingModel, req: Requests, policy: Policy, rates: np.ndarr
                 arrival[assigned: assigned + k] = now
                 assigned += k
     return res
+
+
+def _one_step(model, rng, res, F, gamma, dec, pre, chunk, ctx_d, kv_d, draft_ctx, q_p, kv_p, sd, now,
+              in_system, out, gen, done, target_len, first, last_emit, inv_log_rate, batch) -> float:
+    """One engine step of any composition (decodes and prefill chunks); returns the new time."""
+    nd = len(dec)
+    prop = np.ones(nd, bool) if F >= 1.0 or gamma == 0 else rng.random(nd) < F
+    q = np.concatenate([1.0 + gamma * prop, q_p])
+    kv = np.concatenate([kv_d.astype(float), kv_p])
+    dt = float(model.step_time(q, kv, gamma, draft_ctx[prop] if gamma else draft_ctx[:0], nd,
+                               q_p, kv_p, sd))
+    res.in_system_area += in_system * dt
+    now += dt
+    res.steps += 1
+    res.busy_s += dt
+    res.batch_sum += batch
+    # 6. tokens: decodes
+    if nd:
+        emit = np.ones(nd, np.int64)
+        if gamma:
+            acc = _accepted(rng, inv_log_rate[dec], gamma)
+            emit += np.where(prop, acc, 0)
+        emit = np.minimum(emit, out[dec] - gen[dec])
+        gen[dec] += emit
+        itl = now - last_emit[dec]
+        res.itl_hist += np.bincount(np.searchsorted(ITL_BINS, itl), minlength=len(ITL_BINS) + 1)
+        last_emit[dec] = now
+        res.decode_steps += 1
+        res.gamma_sum += gamma
+        res.decode_tokens += float(emit.sum())
+        res.decode_seq_steps += nd
+        key = (nd, gamma)
+        res.gamma_by_batch[key] = res.gamma_by_batch.get(key, 0) + 1
+    # prefill progress; a completed prefill emits a token (the first, or the next after a
+    # recompute)
+    if len(pre):
+        done[pre] += chunk
+        complete = pre[done[pre] >= target_len[pre]]
+        if len(complete):
+            fresh = complete[gen[complete] == 0]
+            first[fresh] = now
+            gen[complete] += 1
+            last_emit[complete] = now
+    return now
+
+
+def _window(model: ServingModel, rng: np.random.Generator, F: float, gamma: int, ctx0: np.ndarray,
+            rem: np.ndarray, inv_log_rate: np.ndarray, sd: bool, g_res: int, pool: float, now: float,
+            t_next: float, cap: int):
+    """Up to ``cap`` decode-only steps at ``gamma`` as arrays over (steps, sequences), ended by the
+    first event: a sequence finishing, the next arrival (``t_next``) or the KV pool filling.
+
+    Returns (steps taken, their seconds, tokens emitted per sequence, each step's seconds, the
+    largest KV bytes).  The same step model and draws as steps taken one at a time.
+    """
+    K = int(min(cap, rem.min()))  # the shortest sequence finishes within rem.min() steps
+    nd = len(ctx0)
+    if gamma:
+        acc = np.minimum(np.floor(np.log(rng.random((K, nd))) * inv_log_rate), gamma)
+        if F < 1.0:
+            prop = rng.random((K, nd)) < F
+            acc = acc * prop
+        else:
+            prop = np.ones((K, nd), bool)
+        emit = 1 + acc.astype(np.int64)
+    else:
+        prop = np.zeros((K, nd), bool)
+        emit = np.ones((K, nd), np.int64)
+    cum = np.cumsum(emit, axis=0)
+    ctx = ctx0 + (cum - emit)  # context at the start of each step
+    q = 1.0 + gamma * prop
+    if gamma and model.draft is not None:
+        dk = model.draft_kv(ctx.astype(float)) * prop
+    else:
+        dk = np.zeros((K, 0))
+    times = _window_times(model, q, ctx - 1.0, gamma, dk, prop, nd)
+    # events: first finish, the step during which the next arrival comes, a full KV pool
+    fin = (cum >= rem).any(axis=1)
+    last = int(np.argmax(fin)) if fin.any() else K - 1
+    if np.isfinite(t_next):
+        ends = now + np.cumsum(times)
+        hit = ends >= t_next
+        if hit.any():
+            last = min(last, int(np.argmax(hit)))
+    need = model.kv_bytes(ctx, (g_res + 1) if g_res else 0, sd).sum(axis=1)
+    over = need > pool
+    if over.any():
+        last = min(last, max(int(np.argmax(over)) - 1, 0))
+    steps = last + 1
+    emitted = np.minimum(cum[last], rem)
+    return steps, float(times[:steps].sum()), emitted, times[:steps], float(need[:steps].max())
+
+
+def _window_times(model: ServingModel, q: np.ndarray, kv: np.ndarray, gamma: int, dk: np.ndarray,
+                  prop: np.ndarray, nd: int) -> np.ndarray:
+    """Seconds of each decode-only step of a window (rows of ``q``, ``kv``)."""
+    t = model.target.time(nd, q.sum(axis=1), q, kv)
+    if gamma:
+        if model.draft is not None:
+            n_prop = prop.sum(axis=1).astype(float)
+            t = t + gamma * model.draft.time(n_prop, n_prop, prop.astype(float), dk)
+        t = t + model.phase(nd) + model.loop_s
+    return t

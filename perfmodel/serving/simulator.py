@@ -206,7 +206,7 @@ def simulate(model: ServingModel, req: Requests, policy: Policy, rates: np.ndarr
             t_next = float(arrival[nxt]) if nxt < assigned else np.inf
             cap = 16 if policy.kind == "optimal" else 256
             w = _window(model, rng, F, gamma, ctx_d, out[dec] - gen[dec], inv_log_rate[dec], sd,
-                        g_res, pool, now, t_next, cap)
+                        g_res, pool, now, t_next, cap, float(omega[gamma]))
             steps, dt, emitted, times, kv_peak = w
             in_system = nxt - finished
             res.in_system_area += in_system * dt
@@ -293,14 +293,16 @@ def _one_step(model, rng, res, F, gamma, dec, pre, chunk, ctx_d, kv_d, draft_ctx
 
 def _window(model: ServingModel, rng: np.random.Generator, F: float, gamma: int, ctx0: np.ndarray,
             rem: np.ndarray, inv_log_rate: np.ndarray, sd: bool, g_res: int, pool: float, now: float,
-            t_next: float, cap: int):
+            t_next: float, cap: int, omega_hint: float = 1.0):
     """Up to ``cap`` decode-only steps at ``gamma`` as arrays over (steps, sequences), ended by the
     first event: a sequence finishing, the next arrival (``t_next``) or the KV pool filling.
 
     Returns (steps taken, their seconds, tokens emitted per sequence, each step's seconds, the
     largest KV bytes).  The same step model and draws as steps taken one at a time.
     """
-    K = int(min(cap, rem.min()))  # the shortest sequence finishes within rem.min() steps
+    # the shortest sequence finishes within rem.min() steps, most likely near rem.min() / Omega:
+    # arrays a little longer than that (an event ends the window early; none: another window)
+    K = int(min(cap, rem.min(), np.ceil(rem.min() / omega_hint * 1.25) + 2))
     nd = len(ctx0)
     if gamma:
         acc = np.minimum(np.floor(np.log(rng.random((K, nd))) * inv_log_rate), gamma)

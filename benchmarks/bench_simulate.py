@@ -136,9 +136,9 @@ def main() -> None:
               f"({out['steps_per_s_ratio']:.1f}x the peer)")
     sc = ours_at_scale(a.requests, a.qps)
     out["ours_at_scale"] = sc
-    print(f"ours: {sc['requests']:,} ShareGPT-like requests at {sc['qps']:g} req/s: {sc['wall_s']:.1f} s wall, "
-          f"{sc['steps']:,} steps ({sc['steps_per_s']:,.0f} steps/s), {sc['requests_per_s']:,.0f} requests/s, "
-          f"{sc['simulated_s'] / 3600:.2f} h simulated, peak RSS {sc['peak_rss_mb']:.0f} MB")
+    print(f"ours: {sc['requests']:,} ShareGPT-like requests at {sc['qps']:g} req/s: {sc['wall_s']:.1f} s "
+          f"wall, {sc['steps']:,} steps ({sc['steps_per_s']:,.0f} steps/s), {sc['requests_per_s']:,.0f} "
+          f"requests/s, {sc['simulated_s'] / 3600:.2f} h simulated, peak RSS {sc['peak_rss_mb']:.0f} MB")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))
 

@@ -144,6 +144,19 @@ def test_advancing_to_the_next_event_is_the_same_simulation():
     assert tpot[0] == pytest.approx(tpot[1], rel=0.03)
 
 
+def test_two_replicas_serve_twice_the_load():
+    """Round-robin over 2 replicas at 2 lambda: each replica sees lambda (Erlang-2 gaps, smoother than
+    Poisson): output throughput doubles and the median TPOT stays within 10 %."""
+    from dataclasses import replace
+
+    m = model("eagle", 0.645)
+    one = spec(m, prompt="gsm8k", output="gsm8k", n=400)
+    a = run_point(one, Point(fixed(3), qps=6.0, seed=4))
+    b = run_point(replace(one, num_requests=800, replicas=2), Point(fixed(3), qps=12.0, seed=4))
+    assert b["throughput_tok_s"] == pytest.approx(2 * a["throughput_tok_s"], rel=0.1)
+    assert b["tpot_p50_s"] == pytest.approx(a["tpot_p50_s"], rel=0.1)
+
+
 def test_same_seed_same_numbers():
     m = model("eagle", 0.645)
     s = spec(m, prompt="gsm8k", output="gsm8k", n=100)

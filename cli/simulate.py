@@ -199,6 +199,9 @@ def simulate_cmd(
     p_dist = parse_length(prompt or workload, "--prompt", "prompt")
     o_dist = parse_length(output or workload, "--output", "output")
     out_path = check_out_file(out, (".json", ".yaml", ".yml", ".txt", ".sh")) if out else None
+    html_path = check_out_file(html, (".html",), "--html") if html else None
+    if html and not (qps_list or conc_list or trace_req is not None):
+        raise InputError("--html needs load points (--qps, --concurrency or --trace)")
 
     query = build_query(model, draft, kv_budget, kv_method, hardware, gpus, "1", "1000",
                         ",".join(str(g) for g in gammas) if accept_len is None else str(gammas[0]),
@@ -246,13 +249,10 @@ def simulate_cmd(
             else df.groupby("policy", sort=False)["throughput_tok_s"].mean()
         best_name = str(score.idxmax())
     _emit(df, fmt, COLUMNS, _caption(smodel, spec), best_name)
-    if html:
+    if html_path is not None:
         from magicdec_model.perfmodel.serving.page import write_serving_page
 
-        if not rows:
-            raise InputError("--html needs load points (--qps, --concurrency or --trace)")
-        path = write_serving_page(check_out_file(html, (".html",), "--html"), df,
-                                  "magicdec-model simulate", _caption(smodel, spec))
+        path = write_serving_page(html_path, df, "magicdec-model simulate", _caption(smodel, spec))
         typer.echo(f"wrote {path}", err=True)
     if export is not None:
         best = next(p for p in policies if p.name == best_name)

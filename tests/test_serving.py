@@ -157,6 +157,12 @@ def test_two_replicas_serve_twice_the_load():
     assert b["tpot_p50_s"] == pytest.approx(a["tpot_p50_s"], rel=0.1)
 
 
+def test_a_closed_loop_larger_than_the_requests():
+    m = model("eagle", 0.645)
+    res = simulate_point(spec(m, prompt="gsm8k", output="gsm8k", n=10), Point(fixed(3), concurrency=50))
+    assert np.array_equal(res.generated, res.output) and np.all(res.arrival == 0.0)
+
+
 def test_same_seed_same_numbers():
     m = model("eagle", 0.645)
     s = spec(m, prompt="gsm8k", output="gsm8k", n=100)

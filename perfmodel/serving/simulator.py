@@ -111,7 +111,7 @@ def simulate(model: ServingModel, req: Requests, policy: Policy, rates: np.ndarr
 
     run = np.zeros(0, np.int64)
     waiting: deque[int] = deque()
-    assigned = concurrency if concurrency else n  # arrivals known so far (closed loop: grows)
+    assigned = min(concurrency, n) if concurrency else n  # arrivals known (closed loop: grows)
     nxt = 0
     finished = 0
     now = 0.0
@@ -190,8 +190,9 @@ def simulate(model: ServingModel, req: Requests, policy: Policy, rates: np.ndarr
         ctx_d = prompt[dec] + gen[dec]
         kv_d = ctx_d - 1
         draft_ctx = model.draft_kv(ctx_d.astype(float)) if sd else np.zeros(0)
-        kv_p = done[pre].astype(float)
-        q_p = chunk.astype(float)
+        moving = chunk > 0  # a prefilling sequence left without tokens this step is not in it
+        kv_p = done[pre][moving].astype(float)
+        q_p = chunk[moving].astype(float)
         if policy.kind == "optimal" and nd:
             gs = np.arange(policy.gamma_max + 1)
             qd = np.broadcast_to(1.0 + gs[:, None], (len(gs), nd)).astype(float)

@@ -204,13 +204,18 @@ def simulate(model: ServingModel, req: Requests, policy: Policy, rates: np.ndarr
             gamma = g_rule if sd else 0
         if macro and nd and nd == len(run):
             # only decodes, nobody admitted: advance up to the next event in one go
-            t_next = float(arrival[nxt]) if nxt < assigned else np.inf
+            # a request that waits now was not admitted (no seat, tokens or KV): none will be
+            # until a sequence finishes (the KV held only grows), so arrivals do not end the window
+            blocked = bool(waiting)
+            t_next = float(arrival[nxt]) if nxt < assigned and not blocked else np.inf
             cap = 16 if policy.kind == "optimal" else 256
             w = _window(model, rng, F, gamma, ctx_d, out[dec] - gen[dec], inv_log_rate[dec], sd,
                         g_res, pool, now, t_next, cap, float(omega[gamma]))
             steps, dt, emitted, times, kv_peak = w
-            in_system = nxt - finished
-            res.in_system_area += in_system * dt
+            # requests in the system at each step's start, as steps taken one at a time count them
+            starts = now + np.concatenate([[0.0], np.cumsum(times[:-1])])
+            arrived = nxt + np.searchsorted(arrival[nxt:assigned], starts, side="right")
+            res.in_system_area += float(((arrived - finished) * times).sum())
             itl0 = now + times[0] - last_emit[dec]
             now += dt
             gen[dec] += emitted

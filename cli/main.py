@@ -17,6 +17,7 @@ from .metavars import apply_metavars
 from .predict import PREDICT_EPILOG, predict_cmd, sweep_cmd
 from .registry import engines_app, hardware_app, models_app
 from .report import REPORT_EPILOG, report_cmd
+from .simulate import SIMULATE_EPILOG, simulate_cmd
 from .validate import VALIDATE_EPILOG, validate_cmd
 
 
@@ -74,6 +75,7 @@ acceptance_app = typer.Typer(help="Acceptance of speculative decoding: the fitte
                              no_args_is_help=True)
 acceptance_app.command("fit", epilog=FIT_EPILOG)(fit_cmd)
 app.add_typer(acceptance_app, name="acceptance")
+app.command("simulate", epilog=SIMULATE_EPILOG)(simulate_cmd)
 app.add_typer(models_app, name="models")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(engines_app, name="engines")

@@ -19,6 +19,7 @@ MLP ops with their own count.  A dense LLaMA-family model has exactly :data:`OP_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,6 +113,41 @@ def _attention_pairs(q: np.ndarray, n: np.ndarray, window: float | None) -> tupl
     return pairs, np.minimum(n + q, w + q - 1.0)
 
 
+#: Totals of a step's attention over its sequences for a window (None: global layers):
+#: (query-key pairs, KV tokens read), each summed over the sequences (:func:`_attention_pairs`).
+AttentionTotals = Callable[[float | None], tuple[np.ndarray, np.ndarray]]
+
+
+def uniform_attention(batch: np.ndarray, q: np.ndarray, kv_len: np.ndarray) -> AttentionTotals:
+    """The attention totals of ``batch`` equal sequences of ``q`` new and ``kv_len`` cached tokens."""
+    B = np.asarray(batch, dtype=float)
+    q = np.asarray(q, dtype=float)
+    n = np.asarray(kv_len, dtype=float)
+
+    def totals(window: float | None) -> tuple[np.ndarray, np.ndarray]:
+        pairs, kv_tok = _attention_pairs(q, n, window)
+        return B * pairs, B * kv_tok
+    return totals
+
+
+def ragged_attention(q_seq: np.ndarray, kv_seq: np.ndarray, count: np.ndarray | None = None
+                     ) -> AttentionTotals:
+    """The attention totals of a ragged batch: sequence i (last axis) has ``q_seq[..., i]`` new and
+    ``kv_seq[..., i]`` cached tokens and occurs ``count[..., i]`` times (default once)."""
+    q = np.asarray(q_seq, dtype=float)
+    n = np.asarray(kv_seq, dtype=float)
+
+    def totals(window: float | None) -> tuple[np.ndarray, np.ndarray]:
+        pairs, kv_tok = _attention_pairs(q, n, window)
+        if count is not None:
+            c = np.asarray(count, dtype=float)
+            pairs, kv_tok = c * pairs, c * kv_tok
+        if np.shape(kv_tok) != pairs.shape:
+            kv_tok = np.broadcast_to(kv_tok, pairs.shape)
+        return pairs.sum(axis=-1), kv_tok.sum(axis=-1)
+    return totals
+
+
 def step_ops(
     arch: ModelArch,
     sh: Shard,
@@ -132,13 +168,79 @@ def step_ops(
     ``fuse_inputs x h`` to ``h``; ``all_experts`` charges every routed expert's weights (what a
     GPU stores, :func:`weight_bytes_per_gpu`) instead of the expected touched ones.
     """
+    T = np.asarray(batch, dtype=float) * np.asarray(q, dtype=float)
+    return tokens_step_ops(arch, sh, T, uniform_attention(batch, q, kv_len), fmt, fuse_inputs,
+                           all_experts)
+
+
+def ragged_step_ops(
+    arch: ModelArch,
+    sh: Shard,
+    q_seq: np.ndarray,
+    kv_seq: np.ndarray,
+    fmt: Formats | None = None,
+    fuse_inputs: int = 0,
+    count: np.ndarray | None = None,
+) -> list[OpCost]:
+    """Per-GPU costs of a step over a ragged batch: sequence i (the last axis) brings
+    ``q_seq[..., i]`` new tokens and reads ``kv_seq[..., i]`` cached ones (decode, verify, draft or
+    a prefill chunk), ``count[..., i]`` times (default once).
+
+    Projections, norms and all-reduces run on the sum of the new tokens; attention on the sum over
+    sequences of its pairs and KV reads (causal within each sequence's new tokens).  One group of
+    ``count`` = B equal sequences is :func:`step_ops` exactly.
+    """
+    q = np.asarray(q_seq, dtype=float)
+    T = (q if count is None else q * np.asarray(count, dtype=float)).sum(axis=-1)
+    return tokens_step_ops(arch, sh, T, ragged_attention(q_seq, kv_seq, count), fmt, fuse_inputs)
+
+
+def attention_ops(arch: ModelArch, sh: Shard, tokens: np.ndarray, attn: AttentionTotals,
+                  fmt: Formats | None = None) -> list[OpCost]:
+    """The attention kernels of a step (one op per window of the model's layers) over ``tokens``
+    new tokens in all with the attention totals ``attn``."""
     fmt = fmt or default_formats(arch)
-    B = np.asarray(batch, dtype=float)
-    q = np.asarray(q, dtype=float)
-    n = np.asarray(kv_len, dtype=float)
-    T = B * q
+    T = np.asarray(tokens, dtype=float)
+    d, dt, kvb, qh = arch.head_dim, arch.dtype_bytes, fmt.kv_bytes, sh.q_heads
+    windows = arch.layer_windows()
+    groups = {w: windows.count(w) for w in dict.fromkeys(windows)}
+    ops = []
+    for w, count in groups.items():
+        pairs, kv_tok = attn(w)
+        name = "attention" if w is None else "attention_window"
+        if arch.is_mla:
+            latent, lora = arch.kv_lora_rank + arch.qk_rope_head_dim, arch.kv_lora_rank
+            kv_read = kv_tok * latent * kvb  # one latent per token, shared by every head
+            ops.append(OpCost(
+                name=name, op_class="attention", flops=2.0 * qh * pairs * (latent + lora),
+                bytes=kv_read + T * latent * kvb + T * qh * (latent + lora) * dt,
+                count=count, kv_read_bytes=kv_read))
+        else:
+            qd, kvd = qh * d, sh.kv_heads * d
+            kv_read = 2.0 * kv_tok * kvd * kvb
+            ops.append(OpCost(
+                name=name, op_class="attention", flops=4.0 * qh * d * pairs,
+                bytes=kv_read + 2.0 * T * kvd * kvb + 2.0 * T * qd * dt,
+                count=count, kv_read_bytes=kv_read))
+    return ops
+
+
+def tokens_step_ops(
+    arch: ModelArch,
+    sh: Shard,
+    tokens: np.ndarray,
+    attn: AttentionTotals,
+    fmt: Formats | None = None,
+    fuse_inputs: int = 0,
+    all_experts: bool = False,
+) -> list[OpCost]:
+    """The ops of a step over ``tokens`` new tokens in all and the attention totals ``attn``
+    (:func:`uniform_attention` or :func:`ragged_attention`): what :func:`step_ops` and
+    :func:`ragged_step_ops` both build on."""
+    fmt = fmt or default_formats(arch)
+    T = np.asarray(tokens, dtype=float)
     h, d, dt, L = arch.hidden_size, arch.head_dim, arch.dtype_bytes, arch.num_layers
-    wb, eb, kvb = fmt.weight_bytes, fmt.expert_bytes, fmt.kv_bytes
+    wb, eb = fmt.weight_bytes, fmt.expert_bytes
     cw, ce = fmt.compute_bytes(fmt.weight), fmt.compute_bytes(fmt.expert)
     qh = sh.q_heads
     inter, vocab = sh.intermediate, sh.vocab
@@ -161,8 +263,6 @@ def step_ops(
     ops = [elementwise("attn_norm", 4.0 * T * h, norm_bytes, L, h * dt)]
 
     # ---- attention: projections, rotary, the attention kernels per window, output
-    windows = arch.layer_windows()
-    groups = {w: windows.count(w) for w in dict.fromkeys(windows)}
     if arch.is_mla:
         nope, rope, lora, v = (arch.qk_nope_head_dim, arch.qk_rope_head_dim, arch.kv_lora_rank,
                                arch.v_head_dim)
@@ -177,14 +277,7 @@ def step_ops(
         ops += [qp, gemm("kv_a_proj", h, latent, L)]  # replicated: every GPU needs the latent
         ops.append(elementwise("rotary", 3.0 * T * (qh + 1) * rope, 2.0 * T * (qh + 1) * rope * dt, L))
         ops.append(gemm("mla_absorb_q", qh * nope, lora, L))  # W_UK folded into the queries
-        for w, count in groups.items():
-            pairs, kv_tok = _attention_pairs(q, n, w)
-            kv_read = B * kv_tok * latent * kvb  # one latent per token, shared by every head
-            ops.append(OpCost(
-                name="attention" if w is None else "attention_window", op_class="attention",
-                flops=2.0 * B * qh * pairs * (latent + lora),
-                bytes=kv_read + T * latent * kvb + T * qh * (latent + lora) * dt,
-                count=count, kv_read_bytes=kv_read))
+        ops += attention_ops(arch, sh, T, attn, fmt)
         ops.append(gemm("mla_absorb_o", qh * lora, v, L))  # W_UV back from the latent
         ops.append(gemm("o_proj", qh * v, h, L))
     else:
@@ -198,14 +291,7 @@ def step_ops(
             ops.append(elementwise("qk_norm", 4.0 * T * (qd + kvd), 2.0 * T * (qd + kvd) * dt, L,
                                    2 * d * dt))
         ops.append(elementwise("rotary", 3.0 * T * (qd + kvd), 2.0 * T * (qd + kvd) * dt, L))
-        for w, count in groups.items():
-            pairs, kv_tok = _attention_pairs(q, n, w)
-            kv_read = 2.0 * B * kv_tok * kvd * kvb
-            ops.append(OpCost(
-                name="attention" if w is None else "attention_window", op_class="attention",
-                flops=4.0 * B * qh * d * pairs,
-                bytes=kv_read + 2.0 * T * kvd * kvb + 2.0 * T * qd * dt,
-                count=count, kv_read_bytes=kv_read))
+        ops += attention_ops(arch, sh, T, attn, fmt)
         ops.append(gemm("o_proj", qd, h, L))
     ops.append(allreduce("allreduce_attn", T * h * dt, L))
     ops.append(elementwise("mlp_norm", 4.0 * T * h, norm_bytes, L, h * dt))

@@ -59,6 +59,11 @@ def attainable_flops(hw: HardwareProfile, op_class: str, intensity: np.ndarray,
     return np.minimum(np.asarray(intensity, float) * bw, flops_rate)
 
 
+def kernel_time(t_compute: np.ndarray, t_memory: np.ndarray, fixed_s: float) -> np.ndarray:
+    """One kernel's time (seconds): its FLOP and byte terms overlap (the max), plus its fixed cost."""
+    return np.maximum(t_compute, t_memory) + fixed_s
+
+
 def op_time(op: OpCost, hw: HardwareProfile, gpus: int, dtype_bytes: int = 2) -> OpTime:
     """Roofline time of ``op`` on one GPU of ``hw`` within a ``gpus``-way TP group (seconds)."""
     eff = hw.efficiency
@@ -74,7 +79,7 @@ def op_time(op: OpCost, hw: HardwareProfile, gpus: int, dtype_bytes: int = 2) ->
     t_c = np.asarray(op.flops, float) / flops_rate
     t_m = np.asarray(op.bytes, float) / bw
     t_c, t_m = np.broadcast_arrays(t_c, t_m)
-    t = (np.maximum(t_c, t_m) + eff["kernel_fixed_s"]) * op.count
+    t = kernel_time(t_c, t_m, eff["kernel_fixed_s"]) * op.count
     kv = np.asarray(op.kv_read_bytes, float) / bw * op.count
     return OpTime(
         op.name,

@@ -278,6 +278,27 @@ def _cases() -> list[Case]:
         add(f"{sub} --out unicode name", _with(b, "--out", "{out}/é😀." + suffix), OK)
     add("sweep --out parquet", _with(base["sweep"], "--out", "{out}/g.parquet"), OK)
     _wider_cases(add)
+
+    # ------------------------------------------------------------------ simulate (docs/serving.md)
+    sim = ["simulate", "--qps", "1", "--num-requests", "5", "--workload", "gsm8k"]
+    add("simulate (valid)", sim, OK)
+    for flag, value in (("--qps", "0"), ("--qps", "nan"), ("--qps", "abc"), ("--qps", "5:1:3"),
+                        ("--concurrency", "0"), ("--concurrency", "0.4"), ("--num-requests", "0"),
+                        ("--policy", "sometimes"), ("--policy", "schedule:1-4:3,2-8:1"),
+                        ("--workload", "nosuch"), ("--prompt", "uniform:9:1"), ("--output", "lognormal:5:9"),
+                        ("--slo-tpot", "0"), ("--slo-ttft", "nan"), ("--burstiness", "0"),
+                        ("--acceptance-spread", "2"), ("--export", "tgi"), ("--gamma", "0"), ("--gpus", "0"),
+                        ("--executor", "ray"), ("--max-seqs", "0"), ("--trace", "{F:empty.csv}"),
+                        ("--trace", "{F:dir.csv}"), ("--gamma-max", "99")):
+        add(f"simulate {flag} {value}", _with(sim, flag, value), needles=(flag,))
+    add("simulate --export without --out", [*sim, "--export", "vllm"], needles=("--export",))
+    add("simulate --export self-draft", [*sim, "--draft", "self", "--export", "vllm", "--out",
+                                         "{out}/s.json"], needles=("--export",))
+    add("simulate --out wrong suffix", [*sim, "--export", "vllm", "--out", "{out}/s.xlsx"],
+        needles=("--out",))
+    add("simulate --html wrong suffix", [*sim, "--html", "{out}/p.txt"], needles=("--html",))
+    add("simulate --max-qps-under-slo without SLO", [*sim, "--max-qps-under-slo"],
+        needles=("--max-qps-under-slo",))
     return cases
 
 

@@ -152,6 +152,13 @@ def simulate_cmd(
         raise InputError(f"--format {fmt!r} is not one of: {', '.join(FORMATS)}")
     if executor not in EXECUTORS:
         raise InputError(f"--executor {executor!r} is not one of: {', '.join(EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        raise InputError(f"--scheduler {scheduler!r} is the address of a Dask scheduler; allowed: with "
+                         "--executor dask")
+    if acceptance_table is not None:
+        from magicdec_model.perfmodel.acceptance import load_table
+
+        load_table(acceptance_table)  # read (and refused) here, whatever the draft uses
     if export is not None and export not in ENGINES:
         raise InputError(f"--export {export!r} is not one of: {', '.join(ENGINES)}")
     if export is not None and not out:
@@ -294,10 +301,8 @@ def _emit(df, fmt: str, columns: tuple[str, ...], caption: str, best: str | None
     if fmt == "csv":
         df[cols].to_csv(sys.stdout, index=False)
         return
-    from rich.console import Console
-    from rich.table import Table
+    from .output import Column, console, say, show
 
-    table = Table(title=caption, title_justify="left")
     shown = [("policy", "policy", str), ("qps", "qps", "{:.3g}".format),
              ("concurrency", "conc", "{:.0f}".format),
              ("throughput_tok_s", "tok/s", "{:.0f}".format), ("goodput_req_s", "good req/s", "{:.3g}".format),
@@ -310,12 +315,10 @@ def _emit(df, fmt: str, columns: tuple[str, ...], caption: str, best: str | None
              ("slo_attainment", "SLO ok", "{:.2f}".format),
              ("max_qps_under_slo", "max qps @SLO", "{:.3g}".format)]
     shown = [s for s in shown if s[0] in df.columns]
-    for _, head, _f in shown:
-        table.add_column(head, justify="left" if head == "policy" else "right")
-    for _, r in df.iterrows():
-        table.add_row(*[f(r[c]) if not (isinstance(r[c], float) and math.isnan(r[c])) else ""
-                        for c, _, f in shown])
-    console = Console(width=max(160, Console().width))
-    console.print(table)
+    con = console()
+    say(caption, con, "bold")
+    rows = [[f(r[c]) if not (isinstance(r[c], float) and math.isnan(r[c])) else "" for c, _, f in shown]
+            for _, r in df.iterrows()]
+    show([Column(head, left=head == "policy") for _c, head, _f in shown], rows, con)
     if best:
-        console.print(f"best policy: {best}")
+        say(f"best policy: {best}", con)

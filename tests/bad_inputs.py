@@ -264,6 +264,10 @@ def _cases() -> list[Case]:
         needles=("--accept-rate",))
     add("predict --accept-rate nan", ["predict", "--accept-rate", "nan", "--gamma", "3"],
         needles=("--accept-rate",))
+    add("sweep --accept-rate above 1",
+        ["sweep", "--out", "{out}/g.csv", "--accept-rate", "1.5", "--gamma", "3"], needles=("--accept-rate",))
+    add("acceptance fit --published --out .txt", ["acceptance", "fit", "--published", "--out", "{out}/m.txt"],
+        needles=("--out",))
 
     # ------------------------------------------------------------------ outputs
     for sub, suffix in (("sweep", "csv"), ("report", "html")):
@@ -299,7 +303,39 @@ def _cases() -> list[Case]:
     add("simulate --html wrong suffix", [*sim, "--html", "{out}/p.txt"], needles=("--html",))
     add("simulate --max-qps-under-slo without SLO", [*sim, "--max-qps-under-slo"],
         needles=("--max-qps-under-slo",))
+    for flag, value in (("--model", ""), ("--draft", "nosuchdraft"), ("--kv-budget", "0"),
+                        ("--kv-method", "sometimes"), ("--hardware", "nosuchgpu"),
+                        ("--engine", "{F:dir.toml}"),
+                        ("--acceptance", "1.5"), ("--acceptance-table", "{F:dir.csv}"), ("--accept-len", "0"),
+                        ("--draft-fraction", "2"), ("--draft-vocab", "0"), ("--weight-dtype", "fp3"),
+                        ("--kv-dtype", "int1"), ("--seed", "-1"), ("--max-batched-tokens", "0"),
+                        ("--replicas", "0"), ("--slo-attainment", "1.5"), ("--format", "xml"),
+                        ("--jobs", "0"), ("--scheduler", "{F:dir.toml}")):
+        add(f"simulate {flag} {value}", _with(sim, flag, value), needles=(flag,))
+    add("simulate --expert-parallel (dense model)", [*sim, "--expert-parallel"], needles=("--expert-parallel",))
+    add("hardware show --toml unknown profile", ["hardware", "show", "nosuchgpu", "--toml"],
+        needles=("nosuchgpu",))
+    # ------------------------------------------------------------------ --config (every command)
+    for path in _leaf_commands():
+        add(f"{' '.join(path)} --config missing", [*path, "--config", "{out}/missing.toml"],
+            needles=("--config", "missing.toml"))
     return cases
+
+
+def _leaf_commands() -> list[tuple[str, ...]]:
+    """Every command of the CLI, as the words that run it (``('engines', 'show')``)."""
+    from typer.main import get_command
+
+    from magicdec_model.cli.main import app
+
+    def walk(group, prefix: tuple[str, ...] = ()):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from walk(cmd, (*prefix, name))
+            else:
+                yield (*prefix, name)
+
+    return list(walk(get_command(app)))
 
 
 #: a value far longer than any name or number (issue 17: 5-100 KB error lines)

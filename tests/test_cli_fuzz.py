@@ -46,6 +46,8 @@ TEXT = st.one_of(
                      "json", "target", "verify", "draft", "cpu", "cuda", "torch", "flashinfer", "auto",
                      "paper", "[/bold]x", "[red]", "\x00", "é😀", "-", "--", "--help"]),
 )
+#: odd values of the flags that size a simulation (requests, load points, replicas)
+LOAD = st.sampled_from(["0", "-1", "nan", "inf", "-inf", "1e30", "2^63", "abc", "", "0.5", "1:4:3", "5:1:3"])
 ODD_FILES = ["binary.json", "emptydir", "empty.json", "list.json", "invalid.json", "kv0.json",
              "binary.toml", "empty.toml", "invalid.toml", "sources_none.toml", "meta_abc.toml",
              "markup.toml", "inf_bw.toml", "str_bw.toml", "dir.toml", "missing.toml", "binary.csv",
@@ -62,7 +64,8 @@ OUT_NAMES = ["g.csv", "g.parquet", "r.html", "x.xlsx", "no/such/g.csv", "é😀.
 # every subcommand's flags: "num" numbers, "text" names and unicode, "file" odd files or names,
 # "out" output paths, "flag" a boolean flag without a value
 _SHAPE = {"--engine": "file", "--weight-dtype": "text", "--kv-dtype": "text", "--expert-parallel": "flag"}
-_METHODS = {"--accept-len": "num", "--position-acceptance": "num", "--draft-fraction": "num",
+_METHODS = {"--accept-len": "num", "--accept-rate": "num", "--position-acceptance": "num",
+            "--draft-fraction": "num",
             "--verify-tokens": "num", "--draft-vocab": "num"}
 FLAGS = {
     "predict": {"--model": "file", "--draft": "text", "--kv-budget": "num", "--kv-method": "text",
@@ -98,12 +101,29 @@ FLAGS = {
                  "--seed": "num", "--gpus": "num", "--threads": "num", "--checkpoint": "file",
                  "--text": "file", "--engine": "file"},
     "models show": {"": "file"},
-    "hardware show": {"": "file"},
+    "hardware show": {"": "file", "--toml": "flag"},
     "engines show": {"": "file"},
     "models list": {},
     "hardware list": {},
     "engines list": {},
 }
+FLAGS["simulate"] = {
+    "--model": "file", "--draft": "text", "--kv-budget": "num", "--kv-method": "text", "--hardware": "file",
+    "--gpus": "num", "--acceptance": "num", "--acceptance-table": "file", "--gamma": "num",
+    "--policy": "text", "--gamma-max": "num", "--burstiness": "num", "--trace": "file", "--workload": "text",
+    "--prompt": "text", "--output": "text", "--seed": "num", "--acceptance-spread": "num",
+    "--slo-ttft": "num", "--slo-tpot": "num", "--slo-attainment": "num", "--max-qps-under-slo": "flag",
+    "--format": "text", "--html": "out", "--export": "text", "--out": "out", "--executor": "text",
+    "--scheduler": "file", **_SHAPE, **{k: v for k, v in _METHODS.items() if k in (
+        "--accept-len", "--draft-fraction", "--draft-vocab")},
+    # sizes of the simulated work: small odd values only (a fuzzed 10^7 requests would run for hours)
+    "--qps": "load", "--concurrency": "load", "--num-requests": "load", "--replicas": "load",
+    "--jobs": "load", "--max-seqs": "load", "--max-batched-tokens": "load",
+}
+FLAGS["acceptance fit"] = {"--table": "file", "--published": "flag", "--out": "out"}
+#: every command takes --config FILE (cli/config_file.py): odd files there too
+for _flags in FLAGS.values():
+    _flags.setdefault("--config", "file")
 
 
 def _ints(lo: int, hi: int) -> st.SearchStrategy[str]:
@@ -151,6 +171,9 @@ def _value(kind: str, flag: str = "") -> st.SearchStrategy[str]:
         return st.one_of(st.sampled_from(ODD_FILES).map(lambda n: "{F:" + n + "}"), TEXT)
     if kind == "out":
         return st.sampled_from(OUT_NAMES)
+    if kind == "load":
+        small = st.lists(st.integers(1, 8), min_size=1, max_size=3).map(lambda v: ",".join(map(str, v)))
+        return st.one_of(LOAD, st.integers(1, 8).map(str), small)
     raise AssertionError(kind)
 
 
@@ -172,6 +195,8 @@ def argv(draw) -> list[str]:
         args += ["--out", {"sweep": "g.csv", "report": "r.html", "calibrate": "e.toml"}[sub]]
     if sub == "calibrate" and "--steps" not in chosen and draw(st.integers(0, 9)) != 7:
         args += ["--steps", "{F:steps_small.csv}"]
+    if sub == "simulate" and "--num-requests" not in chosen:
+        args += ["--num-requests", "8"]  # the default 1,000 per load point is minutes over a fuzz
     if draw(st.integers(0, 9)) == 7:  # a stray token: unknown flag, a flag without its value
         args.append(draw(st.sampled_from(["--bogus", "--batch", "-x", "extra", "--out"])))
     return args

@@ -235,6 +235,8 @@ def acceptance_kinds(df: pd.DataFrame) -> str:
     for src in pd.unique(df["acceptance_source"].astype(str)):
         if "--acceptance-table" in src or "your table" in src:
             kinds.append("your --acceptance-table")
+        elif src.startswith("acceptance model"):
+            kinds.append("the acceptance model")
         elif "--acceptance" in src or "--accept-len" in src or "--position-acceptance" in src:
             kinds.append("given on the command line")
         elif src.startswith(("measured", "interpolated", "clamped")):

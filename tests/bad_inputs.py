@@ -152,6 +152,11 @@ def _cases() -> list[Case]:
         needles=("binary.toml",))
     add("validate --checkpoint empty dir", _with(V, "--checkpoint", "{F:emptydir}"),
         needles=("--checkpoint",))
+    add("validate --checkpoint not a .gguf file", _with(V, "--checkpoint", "{F:binary.toml}"),
+        needles=("--checkpoint", "binary.toml"))
+    add("validate --checkpoint broken gguf", _with(V, "--checkpoint", "{F:broken.gguf}"),
+        needles=("--checkpoint", "broken.gguf"))
+    add("validate --text without --checkpoint", _with(V, "--text", "{F:empty.txt}"), needles=("--text",))
     add("validate --out a file", _with(V, "--out", "{F:empty.txt}"), needles=("--out",))
     add("validate --out under /proc", _with(V, "--out", "/proc/magicdec-out"), needles=("/proc",))
 
@@ -312,6 +317,7 @@ def make_files(root: Path) -> dict[str, Path]:
         put(f"dir.{ext}", None)
     put("dir.html", None)
     put("emptydir", None)
+    put("broken.gguf", b"GGUF" + binary)
     put("rodir", None)
     os.chmod(root / "rodir", 0o555)
     put("empty.txt", "")

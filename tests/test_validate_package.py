@@ -37,7 +37,7 @@ def test_only_the_adapter_imports_flashinfer():
 #: the validate modules that load no torch when imported (the CLI checks flags with them before
 #: torch is needed); they may import it inside functions.  Every other module is torch-only and
 #: imports torch at the top.
-TORCH_FREE = {"__init__.py", "run.py", "results.py", "runconfig.py", "fit.py",
+TORCH_FREE = {"__init__.py", "run.py", "results.py", "runconfig.py", "fit.py", "corpus.py",
               "engine_fit.py", "report.py", "attention/__init__.py", "attention/base.py",
               "attention/registry.py"}
 TOP_TORCH = re.compile(r"^(import torch|from torch)", re.MULTILINE)

@@ -5,6 +5,7 @@ first access.  Modules: ``decoder`` (synthetic or loaded LLaMA-family decoder, o
 ``kvcache`` (paged caches, StreamingLLM / SnapKV budgets, rollback), ``attention`` (a package:
 backend interface, torch SDPA, FlashInfer, a registry of backends by name),
 ``speculative_loop`` (SD loop, AR baseline), ``checkpoint`` (local safetensors, acceptance CSV),
+``real_model`` (the shipped SmolLM2 GGUF, GGUF files, their tokenizer), ``corpus`` (real text),
 ``distributed`` (the process group), ``tensor_parallel`` (a decoder sharded in place for a
 rank), ``weights`` and ``rotary``.  See docs/validate.md.
 """
@@ -32,6 +33,12 @@ _EXPORTS = {
     "save_checkpoint": "checkpoint",
     "measure_acceptance": "checkpoint",
     "write_acceptance_csv": "checkpoint",
+    "RealModel": "real_model",
+    "load_real_model": "real_model",
+    "resolve_checkpoint": "real_model",
+    "default_text": "corpus",
+    "read_text": "corpus",
+    "token_windows": "corpus",
     "TensorParallel": "distributed",
     "init_tensor_parallel": "distributed",
     "parallelize": "tensor_parallel",

@@ -85,14 +85,23 @@ def plan_checks(batches, seq_lens, budgets, gammas, acceptance: float | None, gp
     return ar + sd
 
 
+def _prompt(decoder: Any, point: ARPoint | SDPoint, seed: int, prompt: torch.Tensor | None) -> torch.Tensor:
+    if prompt is not None:
+        if tuple(prompt.shape) != (point.batch, point.seq_len):
+            raise ValueError(f"prompt shape {tuple(prompt.shape)} is not ({point.batch}, {point.seq_len})")
+        return prompt
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, decoder.arch.vocab_size, (point.batch, point.seq_len), generator=g)
+
+
 def measure_ar(decoder: Any, point: ARPoint, backend: Any, new_tokens: int, seed: int,
-               before_step: Callable[[], None] | None = None) -> dict:
-    """Median AR decode step (s) after a prompt of ``seq_len`` random tokens; ``before_step`` runs
-    untimed before each step (the cache flush, as for the microbenchmarks)."""
+               before_step: Callable[[], None] | None = None, *,
+               prompt: torch.Tensor | None = None) -> dict:
+    """Median AR decode step (s) after ``prompt`` ``[batch, seq_len]`` (default: random tokens);
+    ``before_step`` runs untimed before each step (the cache flush, as for the microbenchmarks)."""
     from .speculative_loop import autoregressive_generate
 
-    g = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(0, decoder.arch.vocab_size, (point.batch, point.seq_len), generator=g)
+    prompt = _prompt(decoder, point, seed, prompt)
     res = autoregressive_generate(decoder, prompt, new_tokens + 1, backend=backend,
                                   before_step=before_step)
     steps = [s.seconds for s in res.steps if s.kind == "decode"]
@@ -101,14 +110,14 @@ def measure_ar(decoder: Any, point: ARPoint, backend: Any, new_tokens: int, seed
 
 def measure_sd(
     decoder: Any, point: SDPoint, backend: Any, new_tokens: int, kv_method: str, seed: int,
-    before_step: Callable[[], None] | None = None,
+    before_step: Callable[[], None] | None = None, *, prompt: torch.Tensor | None = None,
 ) -> dict:
-    """Median draft and verify steps (s), seconds per token, measured Omega of one SD run;
-    ``before_step`` runs untimed before each forward step (the cache flush)."""
+    """Median draft and verify steps (s), seconds per token, measured Omega of one SD run after
+    ``prompt`` ``[batch, seq_len]`` (default: random tokens); ``before_step`` runs untimed before
+    each forward step (the cache flush)."""
     from .speculative_loop import GREEDY, DraftKV, SyntheticAcceptance, speculative_generate
 
-    g = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(0, decoder.arch.vocab_size, (point.batch, point.seq_len), generator=g)
+    prompt = _prompt(decoder, point, seed, prompt)
     res = speculative_generate(
         decoder,
         prompt,

@@ -91,7 +91,8 @@ class ValidateConfig:
     seed: int = 0
     gpus: int = 1
     threads: int = 0  # CPU threads for torch (0: torch's default)
-    checkpoint: str | None = None  # local safetensors folder: real weights, real acceptance
+    checkpoint: str | None = None  # smollm2, FILE.gguf or a safetensors folder: real weights, acceptance
+    text: str | None = None  # --text FILE: prompts cut from it (default: validate.corpus.default_text)
     engine: str | None = None  # prior engine of the AR calibration (name or .toml); None: the default
 
 
@@ -157,16 +158,24 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
             "validate runs real kernels and needs torch, which is not installed; "
             "install it with: pip install 'magicdec-model[validate]'"
         )
+    if cfg.text is not None and not cfg.checkpoint:
+        raise InputError(f"--text {cfg.text}: real text needs a real model; allowed: with --checkpoint "
+                         "(smollm2, FILE.gguf or a safetensors folder with tokenizer.json)")
     if cfg.checkpoint:
-        folder = Path(cfg.checkpoint)
-        if not (folder / "config.json").is_file():
-            raise InputError(
-                f"--checkpoint {cfg.checkpoint}: no config.json there; allowed: a local folder with "
-                f"config.json and *.safetensors (Hugging Face LLaMA names)"
-            )
         if cfg.gpus > 1:
             raise InputError("--checkpoint with --gpus > 1 is not supported yet; allowed: --gpus 1")
-    arch = get_model(str(cfg.checkpoint) if cfg.checkpoint else cfg.model)
+        from .real_model import checkpoint_arch, has_tokenizer
+
+        arch = checkpoint_arch(cfg.checkpoint)  # InputError naming a bad --checkpoint
+        if cfg.text is not None:
+            if not has_tokenizer(cfg.checkpoint):
+                raise InputError(f"--text {cfg.text}: the checkpoint {cfg.checkpoint} has no tokenizer.json; "
+                                 "allowed: --text with smollm2, a GGUF file or a folder with tokenizer.json")
+            from .corpus import read_text
+
+            read_text(cfg.text)  # InputError naming a missing, empty, non-UTF-8 or too large file
+    else:
+        arch = get_model(cfg.model)
     unsupported = [what for what, on in (("mixture-of-experts layers", arch.is_moe),
                                          ("multi-head latent attention", arch.is_mla),
                                          ("sliding-window layers", arch.sliding_window is not None),
@@ -193,6 +202,11 @@ def check_config(cfg: ValidateConfig) -> ModelArch:
     check_budgets(cfg.kv_budget, cfg.seq_len, full_allowed=False)
     if cfg.new_tokens < 2:
         raise InputError(f"--new-tokens {cfg.new_tokens} must be at least 2")
+    longest = max(cfg.seq_len) + cfg.new_tokens + 2 * max(cfg.gamma) + 2
+    if cfg.checkpoint and longest > arch.max_positions:
+        raise InputError(f"--seq-len {max(cfg.seq_len)}: with --new-tokens {cfg.new_tokens} and --gamma "
+                         f"{max(cfg.gamma)} the run reaches position {longest}, past {arch.name}'s context "
+                         f"of {arch.max_positions}; allowed: a shorter --seq-len")
     if cfg.threads < 0:
         raise InputError(f"--threads {cfg.threads} must be >= 0 (0: torch's default)")
     if cfg.gpus < 1:

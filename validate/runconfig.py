@@ -3,7 +3,8 @@
 A point's key in ``measurements.csv`` names only its place in the grid (batch, sequence length,
 budget, gamma, acceptance, GPUs).  What else changes the measured times is recorded once per
 output folder in ``config.json``: the model (its name and a digest of its whole architecture
-record), the layers built, the checkpoint, the KV method of the draft, the tokens generated per
+record), the layers built, the checkpoint (and with a real model the prompts' text: its origin
+and digest), the KV method of the draft, the tokens generated per
 check, the seed, the device (kind and name, which on a CPU includes the thread count and host),
 the dtype, the attention backend, CUDA-graph timing, the GPU count and the versions of torch,
 FlashInfer and magicdec-model.  ``--resume`` continues a folder only when every one of these is
@@ -52,7 +53,7 @@ def run_configuration(cfg: Any, arch: ModelArch, device_name: str, dtype: Any,
         "format": FORMAT,
         "model": arch.name,
         "model_digest": arch_digest(arch),
-        "checkpoint": str(Path(cfg.checkpoint).resolve()) if cfg.checkpoint else None,
+        "checkpoint": checkpoint_id(cfg.checkpoint) if cfg.checkpoint else None,
         "layers": cfg.layers,
         "kv_method": cfg.kv_method,
         "new_tokens": cfg.new_tokens,
@@ -66,7 +67,35 @@ def run_configuration(cfg: Any, arch: ModelArch, device_name: str, dtype: Any,
         "torch": torch.__version__,
         "flashinfer": _version("flashinfer-python") if backend == "flashinfer" else None,
         "magicdec_model": _version("magicdec-model"),
+        **({"text": text_id(cfg.text)} if text_used(cfg) else {}),
     }
+
+
+def checkpoint_id(spec: str) -> str:
+    """A ``--checkpoint`` value as recorded: the file or folder it names, resolved."""
+    from .real_model import resolve_checkpoint
+
+    return str(resolve_checkpoint(spec).resolve())
+
+
+def text_used(cfg: Any) -> bool:
+    """Whether the run's prompts are real text (a checkpoint with a tokenizer)."""
+    if not cfg.checkpoint:
+        return False
+    from .real_model import has_tokenizer
+
+    return has_tokenizer(cfg.checkpoint)
+
+
+def text_id(path: str | None) -> str:
+    """The prompts' text as recorded: the default corpus's origin, or the file and its digest."""
+    from .corpus import default_text, read_text
+
+    if path is None:
+        text, origin = default_text()
+    else:
+        text, origin = read_text(path), str(Path(path).resolve())
+    return f"{origin} sha256:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def read_run_config(out: Path, name: str = CONFIG_NAME) -> dict[str, Any] | None:

@@ -54,12 +54,14 @@ from .check import (
     plan_checks,
 )
 from .checkpoint import load_checkpoint
+from .corpus import default_text, read_text, token_windows
 from .decoder import Decoder
 from .device import capacity, device_name, free_memory, is_oom
 from .distributed import broadcast_from_rank0, finish, init_tensor_parallel
 from .engine_fit import calibrate_engine
 from .fit import FitData, FitResult, fit_profile, fitted_profile, model_times
 from .microbench import MicroBench, MicroPoint, plan_points, point_cost
+from .real_model import has_tokenizer, load_real_model
 from .report import build_report
 from .results import MeasurementLog, check_rows, micro_comparison, micro_row, peak_rows, utc_now
 from .run import (
@@ -114,6 +116,14 @@ class RunContext:
     # rank 0, from the calibration on
     engine: EngineProfile | None = None
     calibration: Calibration | None = None
+    # real text (a checkpoint with a tokenizer): prompt windows [max batch, S] per seq_len, origin
+    prompts: dict[int, torch.Tensor] = field(default_factory=dict)
+    text_origin: str = ""
+
+    def prompt(self, batch: int, seq_len: int) -> torch.Tensor | None:
+        """The real-text prompt ``[batch, seq_len]`` of a check point; None: random tokens."""
+        p = self.prompts.get(seq_len)
+        return None if p is None else p[:batch]
 
     @property
     def writer(self) -> bool:
@@ -193,7 +203,13 @@ def setup(cfg: ValidateConfig, progress: Progress, warn: Callable[[str], None],
         warn(n)
 
     torch.manual_seed(cfg.seed)
-    if cfg.checkpoint:
+    prompts: dict[int, torch.Tensor] = {}
+    text_origin = ""
+    if cfg.checkpoint and has_tokenizer(cfg.checkpoint):
+        real = load_real_model(cfg.checkpoint, device, dtype, layers=cfg.layers)
+        decoder = real.decoder
+        prompts, text_origin = text_prompts(real.tokenizer, cfg)
+    elif cfg.checkpoint:  # a safetensors folder without tokenizer.json: random prompts
         decoder = load_checkpoint(cfg.checkpoint, layers=cfg.layers, device=device, dtype=dtype)
     else:
         decoder = Decoder.synthetic(run_model, layers=cfg.layers, seed=cfg.seed, device=device, dtype=dtype)
@@ -209,12 +225,26 @@ def setup(cfg: ValidateConfig, progress: Progress, warn: Callable[[str], None],
         check_points=plan_checks(cfg.batch, cfg.seq_len, cfg.kv_budget, cfg.gamma, cfg.acceptance,
                                  cfg.gpus),
         peak_key=f"peak|{label}|{dtype}", progress=progress, log=log, done=done, warnings=list(notes),
+        prompts=prompts, text_origin=text_origin,
     )
     keys = [ctx.peak_key, *(p.key for p in ctx.micro_points), *(c.key for c in ctx.check_points)]
     todo = sum(ctx.todo(k) for k in keys)
     ctx.skipped = len(keys) - todo
     progress.start(todo)
     return ctx
+
+
+def text_prompts(tokenizer: Any, cfg: ValidateConfig) -> tuple[dict[int, torch.Tensor], str]:
+    """Prompts cut from real text (``--text`` or the default corpus): per sequence length, ``max
+    batch`` non-overlapping windows (a batch of b takes the first b); and the text's origin."""
+    if cfg.text is not None:
+        text, origin = read_text(cfg.text), f"--text {cfg.text}"
+    else:
+        text, origin = default_text()
+    b = max(cfg.batch)
+    prompts = {s: torch.tensor(token_windows(tokenizer, s, b, text), dtype=torch.long)
+               for s in sorted(set(cfg.seq_len))}
+    return prompts, origin
 
 
 def attempt(fn: Callable[[], Any], device: torch.device, raw: bool = False) -> dict:
@@ -322,12 +352,16 @@ def check(ctx: RunContext) -> None:
         if not ctx.todo(c.key):
             continue
         ctx.progress.point(c.label())
+        prompt = ctx.prompt(c.batch, c.seq_len)
         if isinstance(c, ARPoint):
-            res = attempt(lambda c=c: measure_ar(ctx.decoder, c, ctx.backend, cfg.new_tokens, cfg.seed,
-                                                 flush), ctx.device, raw=True)
+            def run(c=c, prompt=prompt):
+                return measure_ar(ctx.decoder, c, ctx.backend, cfg.new_tokens, cfg.seed, flush,
+                                  prompt=prompt)
         else:
-            res = attempt(lambda c=c: measure_sd(ctx.decoder, c, ctx.backend, cfg.new_tokens,
-                                                 cfg.kv_method, cfg.seed, flush), ctx.device, raw=True)
+            def run(c=c, prompt=prompt):
+                return measure_sd(ctx.decoder, c, ctx.backend, cfg.new_tokens, cfg.kv_method, cfg.seed,
+                                  flush, prompt=prompt)
+        res = attempt(run, ctx.device, raw=True)
         ctx.record(check_rows(c, res))
         _point_done(ctx, res["status"] != "ok")
 
@@ -394,8 +428,7 @@ def report(ctx: RunContext) -> RunSummary:
          f"(in-sample MAPE {calib.mape_in_sample:.1f}%, {calib.cv_method} {calib.mape_cv:.1f}%)."
          if calib is not None else f"Engine: {engine.describe()} (not calibrated)."),
         f"Held-out SD loop: MAPE SD step-time {pct(m_step)}, MAPE speedup {pct(m_speed)} "
-        + ("(real greedy acceptance of the checkpoint's weights on random prompts)."
-           if cfg.acceptance is None else f"(acceptance synthetic Bernoulli a={cfg.acceptance:g})."),
+        + _acceptance_note(ctx, comp),
         *ctx.warnings,
     ]
     build_report(cfg.out / "report.html", micro_df, comp, ctx.profile,
@@ -404,6 +437,17 @@ def report(ctx: RunContext) -> RunSummary:
     files = [cfg.out / n for n in (*names, "comparison.csv", "report.html")]
     return RunSummary(m_step, m_speed, ctx.measured, ctx.skipped, ctx.failed, ctx.profile_path, files,
                       ctx.warnings, mape_ar=m_ar, engine_path=ctx.engine_path if calib is not None else None)
+
+
+def _acceptance_note(ctx: RunContext, comp: pd.DataFrame) -> str:
+    """How the held-out SD runs got their acceptance (and the measured range when real)."""
+    cfg = ctx.cfg
+    if cfg.acceptance is not None:
+        return f"(acceptance synthetic Bernoulli a={cfg.acceptance:g})."
+    rates = comp.loc[comp["quantity"] == "speedup", "acceptance"].dropna()
+    span = f", measured {rates.min():.2f}-{rates.max():.2f}" if len(rates) else ""
+    where = f"on {ctx.text_origin}" if ctx.text_origin else "on random prompts"
+    return f"(real greedy acceptance of the checkpoint's weights {where}{span})."
 
 
 #: the measuring and fitting stages in run order (``report`` ends the run on rank 0)

@@ -4,6 +4,7 @@ GGUF file written here round-tripping into the same Decoder, and (slow tier) the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -91,6 +92,9 @@ def test_resolve_checkpoint_accepts_gguf_and_folders_and_names_what_is_allowed(t
     assert resolve_checkpoint(str(f)) == f
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="no \\*.safetensors weights"):
+        resolve_checkpoint(str(tmp_path / "hf"))
+    (tmp_path / "hf" / "model.safetensors").write_bytes(b"")
     assert resolve_checkpoint(str(tmp_path / "hf")) == tmp_path / "hf"
     txt = tmp_path / "w.bin"
     txt.write_bytes(b"x")
@@ -187,7 +191,7 @@ def test_a_gguf_file_loads_into_the_same_decoder(tmp_path, tiny_arch):
     write_gguf(dec, path, tokens, ["a b"])
     m = load_real_model(str(path))
     assert (m.arch.num_layers, m.arch.num_heads, m.arch.num_kv_heads, m.arch.rope_theta) == (2, 4, 2, 50000.0)
-    assert not m.arch.tie_embeddings and m.name == m.arch.name and "GGUF" in m.source
+    assert not m.arch.tie_embeddings and m.name == m.arch.name == "tiny" and "GGUF" in m.source
     assert m.tokenizer.encode("ab").ids == [3]
     prompt = torch.randint(0, arch.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
     be = TorchSDPABackend()
@@ -198,6 +202,23 @@ def test_a_gguf_file_loads_into_the_same_decoder(tmp_path, tiny_arch):
     assert one.decoder.num_layers == 1
     with pytest.raises(InputError, match="--layers 3 must be in 1..2"):
         load_real_model(str(path), layers=3)
+
+
+def test_a_safetensors_folder_with_tokenizer_json_is_a_real_model(tmp_path, tiny_arch):
+    from magicdec_model.validate.checkpoint import save_checkpoint
+
+    dec = Decoder.synthetic(tiny_arch("tiny-st", torch_dtype="float32"), seed=9, dtype=torch.float32)
+    folder = save_checkpoint(dec, tmp_path / "tiny-st")
+    with pytest.raises(InputError, match="no tokenizer.json"):
+        load_real_model(str(folder))
+    tokenizer_from_gguf(_bpe_meta("smollm")).save(str(folder / "tokenizer.json"))
+    m = load_real_model(str(folder))
+    assert m.name == "tiny-st" and "safetensors" in m.source
+    assert m.tokenizer.encode("ab ab 12").tokens == ["ab", "Ġab", "Ġ", "1", "2"]
+    prompt = torch.randint(0, 89, (1, 8), generator=torch.Generator().manual_seed(2))
+    be = TorchSDPABackend()
+    assert torch.allclose(m.decoder.prefill(prompt, m.decoder.new_cache(1, 8), be),
+                          dec.prefill(prompt, dec.new_cache(1, 8), be), rtol=1e-5, atol=1e-6)
 
 
 def test_a_broken_gguf_file_is_a_one_line_error(tmp_path):
@@ -215,7 +236,6 @@ def smollm2():
         real_model.smollm2_path()
     except InputError as exc:  # CI installs it; a bare checkout may not
         pytest.skip(str(exc))
-    torch.set_num_threads(2)
     return load_real_model("smollm2")
 
 
@@ -233,6 +253,14 @@ def _teacher_forced(dec: Decoder, ids: list[int]) -> tuple[float, float]:
 @pytest.mark.timeout(300)
 def test_smollm2_loads_with_its_registry_record_and_tokenizer(smollm2):
     assert smollm2.name == "smollm2-135m" and smollm2.arch == builtin_model("smollm2-135m")
+    # every value of the registry record, read from the shipped file's own metadata
+    f = real_model._gguf(real_model.smollm2_path())
+    read = arch_from_gguf(f.meta, has_output=f.has("output.weight"), match_registry=False, name="x")
+    reg = builtin_model("smollm2-135m")
+    assert read.rms_norm_eps == pytest.approx(reg.rms_norm_eps, rel=1e-6)  # stored as float32
+    assert dataclasses.replace(read, name=reg.name, hf_id=reg.hf_id, source=reg.source,
+                               rms_norm_eps=reg.rms_norm_eps, dtype_bytes=reg.dtype_bytes) == reg
+    assert f.meta["tokenizer.ggml.pre"] == "smollm" and len(f.meta["tokenizer.ggml.merges"]) == 48900
     assert smollm2.decoder.num_layers == 30 and smollm2.decoder.head is smollm2.decoder.embed  # tied
     tok = smollm2.tokenizer
     assert tok.get_vocab_size() == 49152

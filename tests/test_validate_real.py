@@ -60,6 +60,7 @@ def test_text_and_checkpoint_flag_errors_are_one_line(tmp_path, tiny_gguf):
     (folder / "config.json").write_text(json.dumps({
         "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2,
         "intermediate_size": 96, "vocab_size": 89}))
+    (folder / "model.safetensors").write_bytes(b"")  # never read: the flags are refused first
     cases = [
         (dict(text=str(words)), "--text .* needs a real model"),
         (dict(checkpoint=str(folder), text=str(words)), "no tokenizer.json"),
@@ -101,7 +102,8 @@ def test_validate_with_a_gguf_file_and_a_text_file(tmp_path, tiny_gguf):
     rate = _acceptance(out)
     assert len(rate) == 1 and 0.0 <= rate.iloc[0] <= 1.0
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["checkpoint"] == str(tiny_gguf.resolve()) and cfg["model"] == "tiny-gguf"
+    # no name in the metadata: the record is named after the file
+    assert cfg["checkpoint"] == str(tiny_gguf.resolve()) and cfg["model"] == "tiny"
     assert cfg["text"].startswith(str(text.resolve())) and "sha256:" in cfg["text"]
     comp = pd.read_csv(out / "comparison.csv")
     speed = comp[comp["quantity"] == "speedup"]

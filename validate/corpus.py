@@ -73,7 +73,7 @@ def default_text() -> tuple[str, str]:
 
 def read_text(path: str | Path) -> str:
     """The UTF-8 text of a ``--text`` file (one-line InputError: missing, empty, not UTF-8, too large)."""
-    p = Path(path).expanduser()
+    p = Path(path)
     if not p.exists():
         raise InputError(f"--text {path}: no such file")
     if not p.is_file():

@@ -91,7 +91,7 @@ def resolve_checkpoint(spec: str) -> Path:
     text = str(spec).strip()
     if text.lower() == SMOLLM2:
         return smollm2_path()
-    path = Path(text).expanduser()
+    path = Path(text)
     allowed = f"allowed: {SMOLLM2}, a FILE.gguf or a local safetensors folder with config.json"
     if path.is_file():
         if path.suffix.lower() != ".gguf":
@@ -100,6 +100,8 @@ def resolve_checkpoint(spec: str) -> Path:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"--checkpoint {text}: no config.json in that folder; {allowed}")
+        if not any(path.glob("*.safetensors")):
+            raise InputError(f"--checkpoint {text}: no *.safetensors weights in that folder; {allowed}")
         return path
     raise InputError(f"--checkpoint {text}: no such file or folder; {allowed}")
 
@@ -142,6 +144,7 @@ class _GGUFFile:
                 continue
             self.meta[key] = field.contents()
         self._tensors = {t.name: t for t in self._reader.tensors}
+        self.arch: ModelArch | None = None  # set by _gguf_arch
 
     def has(self, name: str) -> bool:
         return name in self._tensors
@@ -166,9 +169,14 @@ def _open_gguf(path: str, mtime_ns: int, size: int) -> _GGUFFile:
     return _GGUFFile(Path(path))
 
 
-def _gguf(path: Path) -> _GGUFFile:
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """Cache key of a file: its resolved path, modification time (ns) and size (bytes)."""
     st = path.stat()
-    return _open_gguf(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    return str(path.resolve()), st.st_mtime_ns, st.st_size
+
+
+def _gguf(path: Path) -> _GGUFFile:
+    return _open_gguf(*_file_key(path))
 
 
 def _arch_value(meta: Mapping[str, Any], arch: str, key: str, default: Any = None) -> Any:
@@ -181,11 +189,13 @@ def _arch_value(meta: Mapping[str, Any], arch: str, key: str, default: Any = Non
 
 
 def arch_from_gguf(meta: Mapping[str, Any], *, has_output: bool, has_qkv_bias: bool = False,
-                   name: str = "") -> ModelArch:
+                   name: str = "", match_registry: bool = True) -> ModelArch:
     """The :class:`ModelArch` a GGUF file's metadata describes (LLaMA architecture only).
 
-    The registry record is returned instead when one agrees on every shape field; otherwise the
-    record is named ``name`` (or ``general.basename``-``general.size_label``).
+    With ``match_registry``, the registry record is returned instead when one agrees on every
+    shape field; otherwise the
+    record is named ``name``, or else ``general.basename``-``general.size_label`` (the loader passes
+    the file's stem when the metadata hold no name).
     """
     kind = meta.get("general.architecture")
     if kind not in GGUF_ARCHITECTURES:
@@ -221,7 +231,7 @@ def arch_from_gguf(meta: Mapping[str, Any], *, has_output: bool, has_qkv_bias: b
     if scaling == "linear":
         fields["rope_scaling"] = {"rope_type": "linear",
                                   "factor": float(_arch_value(meta, kind, "rope.scaling.factor"))}
-    else:
+    elif match_registry:
         for reg_name in builtin_model_names():
             reg = builtin_model(reg_name)
             if reg.family == "llama" and not reg.rope_scaling and all(
@@ -235,8 +245,12 @@ def arch_from_gguf(meta: Mapping[str, Any], *, has_output: bool, has_qkv_bias: b
 
 
 def _gguf_arch(f: _GGUFFile) -> ModelArch:
-    return arch_from_gguf(f.meta, has_output=f.has("output.weight"),
-                          has_qkv_bias=f.has("blk.0.attn_q.bias"), name="")
+    if f.arch is None:
+        named = f.meta.get("general.basename") or f.meta.get("general.name")
+        f.arch = arch_from_gguf(f.meta, has_output=f.has("output.weight"),
+                                has_qkv_bias=f.has("blk.0.attn_q.bias"),
+                                name="" if named else f.path.stem.lower())
+    return f.arch
 
 
 @lru_cache(maxsize=128)
@@ -267,7 +281,6 @@ def _gguf_layer(path: str, mtime_ns: int, size: int, layer: int) -> Any:
     )
 
 
-
 def _gguf_weights(path: Path, layers: int | None) -> tuple[ModelArch, DecoderWeights]:
     from .weights import DecoderWeights
 
@@ -276,8 +289,7 @@ def _gguf_weights(path: Path, layers: int | None) -> tuple[ModelArch, DecoderWei
     n = arch.num_layers if layers is None else layers
     if not 1 <= n <= arch.num_layers:
         raise InputError(f"--layers {layers} must be in 1..{arch.num_layers} for {arch.name}")
-    st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    key = _file_key(path)
     weights = DecoderWeights(
         embedding=_gguf_tensor(*key, "token_embd.weight"),
         layers=[_gguf_layer(*key, i) for i in range(n)],
@@ -381,8 +393,7 @@ def load_real_model(
                          decoder.arch.name, f"{path} (safetensors)")
     arch, weights = _gguf_weights(path, layers)
     decoder = Decoder(arch, weights, device=device, dtype=dtype)
-    st = path.stat()
-    tokenizer = _gguf_tokenizer(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    tokenizer = _gguf_tokenizer(*_file_key(path))
     return RealModel(decoder, tokenizer, arch, arch.name, f"{path} (GGUF, dequantised to fp32)")
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .acceptance import acceptance_app
 from .acceptance_fit import FIT_EPILOG, fit_cmd
 from .advise import ADVISE_EPILOG, advise_cmd
 from .breakdown import breakdown_cmd
@@ -70,15 +71,13 @@ app.command("advise", epilog=ADVISE_EPILOG)(advise_cmd)
 app.command("compare-paper")(compare_cmd)
 app.command("calibrate", epilog=CALIBRATE_EPILOG)(calibrate_cmd)
 app.command("validate", epilog=VALIDATE_EPILOG)(validate_cmd)
-# the acceptance group (branch acc-model holds only `fit`; cli/acceptance.py adds `measure`)
-acceptance_app = typer.Typer(help="Acceptance of speculative decoding: the fitted model.",
-                             no_args_is_help=True)
+# the acceptance group: `measure` (cli/acceptance.py) and `fit` (cli/acceptance_fit.py)
 acceptance_app.command("fit", epilog=FIT_EPILOG)(fit_cmd)
-app.add_typer(acceptance_app, name="acceptance")
 app.command("simulate", epilog=SIMULATE_EPILOG)(simulate_cmd)
 app.add_typer(models_app, name="models")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(engines_app, name="engines")
+app.add_typer(acceptance_app, name="acceptance")
 
 
 def run() -> None:

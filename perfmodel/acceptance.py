@@ -121,13 +121,18 @@ def load_table(path: str | Path | None = None) -> pd.DataFrame:
 
 #: the columns that say which measurement a row is: one acceptance each
 KEY_COLUMNS = ("model", "draft", "method", "budget", "seq_len")
+#: the conditions of a measured row (``acceptance measure``'s columns), where a table has them: rows
+#: that differ in one of these are different measurements of one key, and :func:`preferred_first`
+#: says which the lookup uses
+CONDITION_COLUMNS = ("gamma", "temperature", "new_tokens", "n_windows", "n_steps")
 
 
 def _no_conflicts(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     """``df`` when no two rows give different acceptances for one measurement (:data:`KEY_COLUMNS`);
     a repeated identical row is fine (the lookup uses the first)."""
-    first = df.drop_duplicates(list(KEY_COLUMNS))
-    merged = df.reset_index().merge(first.reset_index(), on=list(KEY_COLUMNS), suffixes=("", "_first"))
+    keys = [*KEY_COLUMNS, *(c for c in CONDITION_COLUMNS if c in df.columns)]
+    first = df.drop_duplicates(keys)
+    merged = df.reset_index().merge(first.reset_index(), on=keys, suffixes=("", "_first"))
     clash = merged[merged["acceptance"] != merged["acceptance_first"]]
     if not clash.empty:
         row = clash.iloc[0]

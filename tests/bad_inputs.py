@@ -166,6 +166,32 @@ def _cases() -> list[Case]:
     add("validate --out a file", _with(V, "--out", "{F:empty.txt}"), needles=("--out",))
     add("validate --out under /proc", _with(V, "--out", "/proc/magicdec-out"), needles=("/proc",))
 
+    # ------------------------------------------------------------------ acceptance measure flags
+    acc = ["acceptance", "measure", "--checkpoint", "smollm2", "--kv-budget", "32", "--seq-len", "64",
+           "--windows", "1", "--new-tokens", "2", "--threads", "1", "--out", "{out}/acc.csv"]
+    for flag, values in {
+        "--kv-method": ["h2o", "full", ""],
+        "--kv-budget": ["0", "2", "abc", "1e30"],
+        "--seq-len": ["0", "1", "1e30"],
+        "--gamma": ["0", "17", "abc"],
+        "--temperature": ["-1", "nan", "inf", "abc", "101"],
+        "--windows": ["0", "abc", "1e30"],
+        "--batch": ["0", "-1"],
+        "--new-tokens": ["1", "abc"],
+        "--seed": ["-1", "abc"],
+        "--threads": ["-1"],
+    }.items():
+        for v in values:
+            add(f"acceptance measure {flag} {v!r}", _with(acc, flag, v), needles=(flag,))
+    add("acceptance measure --out not .csv", _with(acc, "--out", "{out}/acc.txt"), needles=("--out",))
+    add("acceptance measure --out a folder", _with(acc, "--out", "{F:emptydir}"), needles=("--out",))
+    add("acceptance measure --text binary", _with(acc, "--text", "{F:binary.toml}"), needles=("--text",))
+    add("acceptance measure --text empty", _with(acc, "--text", "{F:empty.txt}"), needles=("--text",))
+    add("acceptance measure --checkpoint empty dir", _with(acc, "--checkpoint", "{F:emptydir}"),
+        needles=("--checkpoint",))
+    add("acceptance measure --checkpoint broken gguf", _with(acc, "--checkpoint", "{F:broken.gguf}"),
+        needles=("--checkpoint", "broken.gguf"))
+
     # ------------------------------------------------------------------ parse errors and names
     add("advise --top abc (typer)", ["advise", "--top", "abc"], needles=("--top", "abc"))
     add("unknown flag", ["predict", "--bogus-flag", "1"], needles=("--bogus-flag",))
@@ -312,7 +338,8 @@ def _cases() -> list[Case]:
                         ("--replicas", "0"), ("--slo-attainment", "1.5"), ("--format", "xml"),
                         ("--jobs", "0"), ("--scheduler", "{F:dir.toml}")):
         add(f"simulate {flag} {value}", _with(sim, flag, value), needles=(flag,))
-    add("simulate --expert-parallel (dense model)", [*sim, "--expert-parallel"], needles=("--expert-parallel",))
+    add("simulate --expert-parallel (dense model)", [*sim, "--expert-parallel"],
+        needles=("--expert-parallel",))
     add("hardware show --toml unknown profile", ["hardware", "show", "nosuchgpu", "--toml"],
         needles=("nosuchgpu",))
     # ------------------------------------------------------------------ --config (every command)

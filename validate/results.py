@@ -80,10 +80,14 @@ def utc_now() -> str:
 
 
 class MeasurementLog:
-    """Append-only CSV of measurements with the keys already present (for ``--resume``)."""
+    """Append-only CSV of measurements with the keys already present (for ``--resume``).
 
-    def __init__(self, path: str | Path) -> None:
+    ``columns``: the header (default :data:`MEASUREMENT_COLUMNS`; ``acceptance measure`` logs its
+    runs with :data:`.acceptance_table.RUN_COLUMNS`)."""
+
+    def __init__(self, path: str | Path, columns: tuple[str, ...] = MEASUREMENT_COLUMNS) -> None:
         self.path = Path(path)
+        self.columns = tuple(columns)
         self.keys: set[str] = set()
         self.rows: list[dict[str, str]] = []
         if self.path.exists():
@@ -100,7 +104,7 @@ class MeasurementLog:
         if not text.strip():
             return
         reader = csv.DictReader(io.StringIO(text))
-        if tuple(reader.fieldnames or ()) != MEASUREMENT_COLUMNS:
+        if tuple(reader.fieldnames or ()) != self.columns:
             from ..perfmodel.errors import InputError
 
             raise InputError(
@@ -109,7 +113,7 @@ class MeasurementLog:
             )
         seen: set[tuple[str, str]] = set()
         for row in reader:
-            pair = (row["key"], row["op"])
+            pair = (row["key"], row.get("op", ""))
             if pair in seen:
                 continue  # a duplicate: the first row of a (key, op) wins
             seen.add(pair)
@@ -124,9 +128,9 @@ class MeasurementLog:
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         """Write ``rows`` (one point) in one write, then flush and fsync."""
-        rows = [{c: _fmt(r.get(c, "")) for c in MEASUREMENT_COLUMNS} for r in rows]
+        rows = [{c: _fmt(r.get(c, "")) for c in self.columns} for r in rows]
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=MEASUREMENT_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
         new_file = not self.path.exists() or self.path.stat().st_size == 0
         if new_file:
             writer.writeheader()

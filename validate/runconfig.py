@@ -98,9 +98,9 @@ def text_id(path: str | None) -> str:
     return f"{origin} sha256:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
-def read_run_config(out: Path) -> dict[str, Any] | None:
-    """The configuration stored in ``out/config.json``; None when there is none."""
-    path = Path(out) / CONFIG_NAME
+def read_run_config(out: Path, name: str = CONFIG_NAME) -> dict[str, Any] | None:
+    """The configuration stored in ``out/config.json`` (or ``out/name``); None when there is none."""
+    path = Path(out) / name
     if not path.exists():
         return None
     try:
@@ -123,22 +123,24 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
-def check_resume(out: Path, config: dict[str, Any]) -> None:
-    """Refuse to continue ``out`` unless it was measured with the same configuration."""
-    old = read_run_config(out)
+def check_resume(out: Path, config: dict[str, Any], name: str = CONFIG_NAME,
+                 log: str = "measurements.csv") -> None:
+    """Refuse to continue ``out`` unless it was measured with the same configuration (stored in
+    ``out/name`` beside the log ``out/log``)."""
+    old = read_run_config(out, name)
     if old is None:
         raise InputError(
-            f"--resume: {Path(out) / 'measurements.csv'} has no {CONFIG_NAME} beside it (written by an "
+            f"--resume: {Path(out) / log} has no {name} beside it (written by an "
             f"older version), so its configuration cannot be checked; allowed: another --out"
         )
     diff = differences(old, config)
     if diff:
         raise InputError(
             f"--resume: {out} was measured with another configuration ({'; '.join(diff)}); allowed: "
-            f"the same flags as that run (see {Path(out) / CONFIG_NAME}), or another --out"
+            f"the same flags as that run (see {Path(out) / name}), or another --out"
         )
 
 
-def write_run_config(out: Path, config: dict[str, Any]) -> Path:
-    """Write ``out/config.json`` atomically."""
-    return atomic_write_text(Path(out) / CONFIG_NAME, json.dumps(config, indent=1, sort_keys=True) + "\n")
+def write_run_config(out: Path, config: dict[str, Any], name: str = CONFIG_NAME) -> Path:
+    """Write ``out/config.json`` (or ``out/name``) atomically."""
+    return atomic_write_text(Path(out) / name, json.dumps(config, indent=1, sort_keys=True) + "\n")

@@ -9,8 +9,12 @@ One round (chain speculation, greedy, as in MagicDec):
    causal among themselves) over its full cache;
 3. **accept**: greedy acceptance keeps the longest prefix of draft tokens equal to the target's
    argmax (cumulative-product rule), then emits the target's token after it (correction or bonus);
-   a synthetic mode replaces the comparison by Bernoulli trials of a given rate and seed (for
-   timing runs on random weights; its label says so in every result);
+   with a temperature > 0 it is standard speculative sampling instead (the draft samples from q,
+   each draft token is accepted with probability min(1, p/q), the first rejected one is replaced
+   by a draw from normalise(max(0, p - q)), and a bonus token is drawn from p after gamma
+   accepts), whose output follows the target's own sampling distribution; a synthetic mode
+   replaces the comparison by Bernoulli trials of a given rate and seed (for timing runs on random
+   weights; its label says so in every result);
 4. **roll back**: both caches drop the K/V of rejected tokens (metadata only).
 
 With greedy acceptance the emitted tokens equal :func:`autoregressive_generate`'s exactly, whatever
@@ -135,7 +139,9 @@ class GenerationResult:
     """Tokens and counters of one generation run.
 
     ``tokens`` is ``[B, max_new_tokens]``.  ``acceptance_mode`` is ``"greedy"`` (real argmax
-    agreement), a synthetic label, or ``"none"`` for the AR baseline.
+    agreement), ``"sampled(temperature=...)"``, a synthetic label, or ``"none"`` for the AR
+    baseline.  ``accept_counts[a]`` counts the rounds of active requests that accepted exactly
+    ``a`` draft tokens (a = 0..gamma); ``request_counts[b]`` the same for request ``b`` alone.
     """
 
     tokens: torch.Tensor
@@ -146,6 +152,8 @@ class GenerationResult:
     request_rounds: int = 0
     accepted_tokens: int = 0
     rejected_rounds: int = 0
+    accept_counts: list[int] = field(default_factory=list)
+    request_counts: list[list[int]] = field(default_factory=list)
 
     @property
     def proposed_tokens(self) -> int:
@@ -168,6 +176,14 @@ class GenerationResult:
         """Mean accepted draft tokens per active request per round (emitted = this + 1)."""
         n = self.request_rounds
         return self.accepted_tokens / n if n else float("nan")
+
+    @property
+    def position_rates(self) -> list[float]:
+        """Conditional acceptance by draft position: P(d_i accepted | d_1..d_(i-1) accepted),
+        i = 1..gamma, from ``accept_counts`` (NaN where no round reached position i)."""
+        reach = [sum(self.accept_counts[i:]) for i in range(len(self.accept_counts))]
+        return [reach[i] / reach[i - 1] if reach[i - 1] else float("nan")
+                for i in range(1, len(reach))]
 
     def seconds(self, kind: str | None = None) -> float:
         """Total recorded time (s) of steps of ``kind`` (all steps when None)."""
@@ -259,11 +275,14 @@ def build_draft_cache(
     spare: int,
     *,
     page_size: int = 16,
+    queries: list[torch.Tensor] | None = None,
 ) -> PagedKVCache:
     """Budget cache for ``source`` from a prefilled full cache (same decoder, same prompt length).
 
-    ``source.captured_queries`` must hold the observation-window queries for SnapKV.  The new
-    cache holds the selection plus ``spare`` free slots per request for generated tokens.
+    SnapKV needs the observation-window queries of every layer (``[B, W, H, D]``, the last W
+    prompt positions): ``queries``, or else ``source.captured_queries``; when W exceeds
+    ``spec.window`` the last ``spec.window`` rows are used.  The new cache holds the selection
+    plus ``spare`` free slots per request for generated tokens.
     """
     from .kvcache import gather_per_head, snapkv_indices, streaming_indices
 
@@ -275,10 +294,11 @@ def build_draft_cache(
         dk, dv = full_cache.dense_view(layer)
         k, v = dk[:, :S], dv[:, :S]
         if spec.method == "snapkv":
-            if len(source.captured_queries) != source.num_layers:
+            obs = source.captured_queries if queries is None else queries
+            if len(obs) != source.num_layers or obs[layer].shape[1] < spec.window:
                 raise ValueError("SnapKV needs the prefill's observation-window queries")
             idx = snapkv_indices(
-                source.captured_queries[layer], k, spec.budget, spec.window, spec.kernel_size
+                obs[layer][:, -spec.window:], k, spec.budget, spec.window, spec.kernel_size
             )
             keys.append(gather_per_head(k, idx))
             values.append(gather_per_head(v, idx))
@@ -304,6 +324,87 @@ def _bernoulli_accepts(gen: torch.Generator, rate: float, batch: int, gamma: int
     return trials.to(torch.long).cumprod(dim=1).sum(dim=1)
 
 
+def _probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / temperature) in fp64 (``[..., V]``)."""
+    return torch.softmax(logits.double() / temperature, dim=-1)
+
+
+def _sample(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One token per row of ``probs`` ``[B, V]`` (drawn on the CPU from ``gen``)."""
+    return torch.multinomial(probs.cpu(), 1, generator=gen)[:, 0].to(probs.device)
+
+
+class _Acceptor:
+    """How draft tokens are proposed and verified: greedy, synthetic Bernoulli, or sampled.
+
+    Sampled (``temperature > 0``) is standard speculative sampling (Leviathan et al. 2023, Chen et
+    al. 2023): the draft samples ``d_i ~ q_i``; the target accepts ``d_i`` with probability
+    ``min(1, p_i(d_i) / q_i(d_i))``; at the first rejection it draws from
+    ``normalise(max(0, p_i - q_i))``; after ``gamma`` accepts it draws a bonus token from
+    ``p_{gamma+1}``.  ``p`` and ``q`` are the softmax of the logits divided by the temperature.
+    """
+
+    def __init__(self, acceptance: str | SyntheticAcceptance, temperature: float, seed: int):
+        self.synthetic = isinstance(acceptance, SyntheticAcceptance)
+        if not self.synthetic and acceptance != GREEDY:
+            raise ValueError(f"acceptance must be 'greedy' or SyntheticAcceptance, got {acceptance!r}")
+        if not (temperature >= 0.0 and temperature < float("inf")):
+            raise ValueError(f"temperature {temperature} must be a finite number >= 0")
+        if self.synthetic and temperature > 0:
+            raise ValueError("synthetic acceptance is greedy: use temperature 0")
+        self.temperature = float(temperature)
+        self.rate = acceptance.rate if self.synthetic else 1.0
+        if self.synthetic:
+            self.gen = torch.Generator().manual_seed(acceptance.seed)
+            self.label = acceptance.label
+        else:
+            self.gen = torch.Generator().manual_seed(seed)
+            self.label = GREEDY if temperature == 0 else f"sampled(temperature={temperature:g})"
+
+    @property
+    def sampled(self) -> bool:
+        return self.temperature > 0
+
+    def first(self, sampling: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor):
+        """The token after the prompt from the prefill's logits ``[B, V]``."""
+        if self.sampled:
+            return _sample(_probs(logits, self.temperature), self.gen)
+        return sampling(logits)
+
+    def propose(self, sampling, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A draft token per request from the draft's last logits ``[B, V]``, and q when sampled."""
+        if self.sampled:
+            q = _probs(logits, self.temperature)
+            return _sample(q, self.gen), q
+        return sampling(logits), None
+
+    def verify(self, sampling, vlog: torch.Tensor, dtok: torch.Tensor, qs: list) -> tuple:
+        """(accepted count ``[B]``, token after the accepted prefix ``[B]``) from the verify logits
+        ``[B, gamma + 1, V]`` and the draft tokens ``[B, gamma]``."""
+        B, gamma = dtok.shape
+        if not self.sampled:
+            g = sampling(vlog)  # [B, gamma + 1]
+            if self.synthetic:
+                acc = _bernoulli_accepts(self.gen, self.rate, B, gamma).to(dtok.device)
+            else:
+                acc = (dtok == g[:, :gamma]).to(torch.long).cumprod(dim=1).sum(dim=1)
+            return acc, g.gather(1, acc[:, None])[:, 0]
+        p = _probs(vlog, self.temperature)  # [B, gamma + 1, V]
+        q = torch.stack(qs, dim=1)  # [B, gamma, V]
+        p_d = p[:, :gamma].gather(2, dtok[..., None])[..., 0]
+        q_d = q.gather(2, dtok[..., None])[..., 0]
+        u = torch.rand(B, gamma, generator=self.gen, dtype=torch.float64).to(p.device)
+        ok = u * q_d < p_d  # u < p/q without dividing (q_d > 0: d was drawn from q)
+        acc = ok.to(torch.long).cumprod(dim=1).sum(dim=1)
+        rows = torch.arange(B, device=p.device)
+        p_at = p[rows, acc]  # [B, V]: p after the accepted prefix
+        q_at = torch.cat([q, torch.zeros_like(q[:, :1])], dim=1)[rows, acc]  # 0 after gamma accepts
+        resid = torch.clamp(p_at - q_at, min=0.0)
+        total = resid.sum(dim=-1, keepdim=True)
+        resid = torch.where(total > 0, resid / total.clamp(min=1e-300), p_at)
+        return acc, _sample(resid, self.gen)
+
+
 def speculative_generate(
     target: Decoder,
     prompt: torch.Tensor,
@@ -313,6 +414,8 @@ def speculative_generate(
     draft: Decoder | None = None,
     draft_kv: DraftKV | None = None,
     acceptance: str | SyntheticAcceptance = GREEDY,
+    temperature: float = 0.0,
+    seed: int = 0,
     backend: AttentionBackend | str | None = None,
     page_size: int = 16,
     clock: Callable[[], float] | None = None,
@@ -327,6 +430,9 @@ def speculative_generate(
         draft: a standalone draft decoder (same vocabulary), or None for self-speculation.
         draft_kv: how the draft's cache is built (default: StreamingLLM, budget 256).
         acceptance: ``"greedy"`` or a :class:`SyntheticAcceptance`.
+        temperature: 0 for greedy; > 0 for speculative sampling at that temperature (the output
+            then follows the target's sampling distribution; see :class:`_Acceptor`).
+        seed: seed of the sampling draws (temperature > 0).
         backend: attention backend object or name (``"auto"``, ``"torch"``, ``"flashinfer"``).
         page_size: tokens per KV page.
         clock: time source in seconds (default: :func:`default_clock`).
@@ -340,10 +446,7 @@ def speculative_generate(
     drafter = draft if draft is not None else target
     if drafter.arch.vocab_size != target.arch.vocab_size:
         raise ValueError("draft and target must share the vocabulary size")
-    synthetic = isinstance(acceptance, SyntheticAcceptance)
-    if not synthetic and acceptance != GREEDY:
-        raise ValueError(f"acceptance must be 'greedy' or SyntheticAcceptance, got {acceptance!r}")
-    gen = torch.Generator().manual_seed(acceptance.seed) if synthetic else None
+    rule = _Acceptor(acceptance, temperature, seed)
 
     dev = target.device
     be = _resolve_backend(backend, dev)
@@ -351,10 +454,9 @@ def speculative_generate(
     prompt = prompt.to(dev)
     B, S = prompt.shape
     capture = spec.window if spec.method == "snapkv" else 0
-    # finished requests may hold up to gamma tokens past max_new_tokens, plus a round in flight
     tcache = target.new_cache(B, S + max_new_tokens + 2 * gamma + 2, page_size=page_size)
     rec.start()
-    first = target.sampling(target.prefill(prompt, tcache, be, capture_queries=capture))
+    first = rule.first(target.sampling, target.prefill(prompt, tcache, be, capture_queries=capture))
     rec.stop("prefill", S, tcache)
     spare = max_new_tokens + 2 * gamma + 4
     if draft is None:
@@ -370,15 +472,54 @@ def speculative_generate(
         dcache = build_draft_cache(draft, full, spec, spare, page_size=page_size)
         rec.stop("draft_select", 0, dcache)
         del full
+    return _rounds(target, drafter, tcache, dcache, prompt, first, max_new_tokens, gamma, rule, be, rec)
 
+
+def speculative_continue(
+    target: Decoder,
+    tcache: PagedKVCache,
+    dcache: PagedKVCache,
+    prompt: torch.Tensor,
+    first_logits: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    gamma: int = 4,
+    draft: Decoder | None = None,
+    temperature: float = 0.0,
+    seed: int = 0,
+    backend: AttentionBackend | str | None = None,
+) -> GenerationResult:
+    """The SD rounds after a prefill done elsewhere (``acceptance measure`` prefills each text once).
+
+    ``tcache`` holds exactly the prompt ``[B, S]`` (lengths S, room for ``max_new_tokens + 2 *
+    gamma + 2`` more), ``dcache`` the draft's budget cache built from it (:func:`build_draft_cache`
+    with at least ``max_new_tokens + 2 * gamma + 4`` spare slots); ``first_logits`` ``[B, V]`` are
+    the target's logits at the last prompt position.  Both caches are left holding the generated
+    tokens: truncate ``tcache`` back to S to reuse its prompt.  Timing is not recorded.
+    """
+    if gamma < 1:
+        raise ValueError("gamma must be >= 1")
+    rule = _Acceptor(GREEDY, temperature, seed)
+    be = _resolve_backend(backend, target.device)
+    rec = _Recorder(time.perf_counter, None)
+    prompt = prompt.to(target.device)
+    if bool((tcache.lens != prompt.shape[1]).any()):
+        raise ValueError("the target cache must hold exactly the prompt")
+    first = rule.first(target.sampling, first_logits)
+    drafter = draft if draft is not None else target
+    return _rounds(target, drafter, tcache, dcache, prompt, first, max_new_tokens, gamma, rule, be, rec)
+
+
+def _rounds(target, drafter, tcache, dcache, prompt, first, max_new_tokens, gamma, rule, be, rec):
+    """The draft / verify / accept / roll-back rounds until every request has its tokens."""
+    dev = target.device
+    B, S = prompt.shape
     seqs = [prompt[b].tolist() + [int(first[b])] for b in range(B)]
     dpos = [S] * B  # next absolute position the draft cache has not seen
     last = first.clone()
-    result = GenerationResult(
-        tokens=first.new_zeros(B, 0),
-        acceptance_mode=acceptance.label if synthetic else GREEDY,
-        gamma=gamma,
-    )
+    result = GenerationResult(tokens=first.new_zeros(B, 0), acceptance_mode=rule.label, gamma=gamma,
+                              accept_counts=[0] * (gamma + 1),
+                              request_counts=[[0] * (gamma + 1) for _ in range(B)])
     while min(len(s) for s in seqs) - S < max_new_tokens:
         t_prep = rec.clock()
         active = [len(s) - S < max_new_tokens for s in seqs]
@@ -393,37 +534,36 @@ def speculative_generate(
         inp = torch.tensor([seqs[b][dpos[b] : dpos[b] + P] for b in range(B)], device=dev)
         loop_s = rec.clock() - t_prep
         rec.start()
-        d = drafter.sampling(drafter.draft_step(inp, dcache, be)[:, -1])
+        d, q = rule.propose(drafter.sampling, drafter.draft_step(inp, dcache, be)[:, -1])
         rec.stop("draft", P, dcache)
-        drafts = [d]
+        drafts, qs = [d], [q]
         for _ in range(gamma - 1):
             rec.start()
-            d = drafter.sampling(drafter.draft_step(d[:, None], dcache, be)[:, -1])
+            d, q = rule.propose(drafter.sampling, drafter.draft_step(d[:, None], dcache, be)[:, -1])
             rec.stop("draft", 1, dcache)
             drafts.append(d)
+            qs.append(q)
         dtok = torch.stack(drafts, dim=1)  # [B, gamma]
         # ---- verify
         rec.start()
         vlog = target.verify_step(torch.cat([last[:, None], dtok], dim=1), tcache, be)
-        g = target.sampling(vlog)  # [B, gamma + 1]
-        if synthetic:
-            acc = _bernoulli_accepts(gen, acceptance.rate, B, gamma).to(dev)
-        else:
-            acc = (dtok == g[:, :gamma]).to(torch.long).cumprod(dim=1).sum(dim=1)
+        acc, nxt = rule.verify(target.sampling, vlog, dtok, qs)
         rec.stop("verify", gamma + 1, tcache, acc.tolist(), active)
         t_post = rec.clock()
         # ---- accept and roll back; finished requests undo the whole round
         tcache.rollback(torch.where(act, gamma - acc, gamma + 1))
         kept_draft = torch.clamp(acc, max=gamma - 1)
         dcache.rollback(torch.where(act, (gamma - 1) - kept_draft, P + gamma - 1))
-        acc_l = acc.tolist()
+        acc_l, nxt_l = acc.tolist(), nxt.tolist()
         for b in range(B):
             if not active[b]:
                 continue
             a = acc_l[b]
             dpos[b] += P + min(a, gamma - 1)
-            seqs[b].extend(dtok[b, :a].tolist() + [int(g[b, a])])
-        last = torch.where(act, g.gather(1, acc[:, None])[:, 0], last)
+            seqs[b].extend(dtok[b, :a].tolist() + [nxt_l[b]])
+            result.accept_counts[a] += 1
+            result.request_counts[b][a] += 1
+        last = torch.where(act, nxt, last)
         result.rounds += 1
         result.request_rounds += sum(active)
         result.accepted_tokens += int(acc[act].sum())

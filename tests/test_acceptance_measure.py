@@ -93,15 +93,22 @@ def test_rule_prefers_lowest_temperature_then_most_steps(tmp_path):
     base = {"model": "m", "draft": "self", "method": "snapkv", "budget": 64, "seq_len": 100,
             "dataset": "d", "source": "s"}
     df = pd.DataFrame([
-        {**base, "acceptance": 0.1, "temperature": 1.0, "n_steps": 900},
-        {**base, "acceptance": 0.2, "temperature": 0.0, "n_steps": 10},
-        {**base, "acceptance": 0.3, "temperature": 0.0, "n_steps": 50},
-        {**base, "acceptance": 0.4, "temperature": 0.0, "n_steps": 50},
+        {**base, "acceptance": 0.1, "temperature": 1.0, "n_steps": 900, "n_windows": 8},
+        {**base, "acceptance": 0.2, "temperature": 0.0, "n_steps": 10, "n_windows": 8},
+        {**base, "acceptance": 0.3, "temperature": 0.0, "n_steps": 50, "n_windows": 8},
+        {**base, "acceptance": 0.4, "temperature": 0.0, "n_steps": 50, "n_windows": 4},
     ])
     path = tmp_path / "t.csv"
     df.to_csv(path, index=False)
     got = lookup(load_table(path), "m", "self", "snapkv", 64, np.array([100.0]))
     assert got.value[0] == pytest.approx(0.3)  # greedy, most steps, then the first in the file
+    # one measurement (same conditions) with two acceptances is refused, not silently dropped
+    from magicdec_model.perfmodel.errors import InputError
+
+    df.loc[3, "n_windows"] = 8
+    df.to_csv(path, index=False)
+    with pytest.raises(InputError, match="rows 3 and 4"):
+        load_table(path)
 
 
 def test_extra_column_with_a_bad_value_is_a_one_line_error(tmp_path):

@@ -34,6 +34,9 @@ SKIP: list[tuple[object, str]] = [
     (lambda a: a[:2] == ["magicdec-model", "validate"],
      "validate times real kernels for minutes and needs torch (test_validate_cli.py, .ci/run)"),
     (lambda a: any("runs/" in x for x in a), "reads the output of the validate run above"),
+    (lambda a: a[:3] == ["magicdec-model", "acceptance", "measure"],
+     "real speculative decoding of the real model for minutes (test_acceptance_measure.py, slow tier)"),
+    (lambda a: "acc.csv" in a, "reads the output of the acceptance measure run above"),
     (lambda a: "--install-completion" in a or "--show-completion" in a,
      "changes or depends on the user's shell; test_cli_conventions.py tests completion"),
 ]

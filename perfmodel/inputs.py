@@ -206,8 +206,9 @@ def check_grid(points: int, limit: int, what: str, hint: str) -> None:
 
 
 # ---------------------------------------------------------------------------- files
-def read_text(path: str | Path, what: str) -> str:
-    """The UTF-8 text of a readable file; ``what`` names it in errors (e.g. 'hardware profile')."""
+def read_text(path: str | Path, what: str, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of a readable file of at most ``max_bytes`` bytes; ``what`` names it in errors
+    (e.g. 'hardware profile')."""
     p = Path(path)
     try:
         if not p.exists():
@@ -215,9 +216,9 @@ def read_text(path: str | Path, what: str) -> str:
         if p.is_dir():
             raise InputError(f"{what} {str(p)!r} is a folder; allowed: a file")
         size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputError(f"{what} {str(p)!r} is {size / 2**20:.0f} MiB; allowed: at most "
-                             f"{MAX_FILE_BYTES // 2**20} MiB")
+        if size > max_bytes:
+            raise InputError(f"{what} {str(p)!r} is {size:,} bytes ({size / 2**20:.0f} MiB), too large; "
+                             f"allowed: at most {max_bytes:,} bytes ({max_bytes // 2**20} MiB)")
         data = p.read_bytes()
     except PermissionError:
         raise InputError(f"{what} {str(p)!r} cannot be read: permission denied") from None

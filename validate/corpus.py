@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..perfmodel import inputs
 from ..perfmodel.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,23 +73,9 @@ def default_text() -> tuple[str, str]:
 
 
 def read_text(path: str | Path) -> str:
-    """The UTF-8 text of a ``--text`` file (one-line InputError: missing, empty, not UTF-8, too large)."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"--text {path}: no such file")
-    if not p.is_file():
-        raise InputError(f"--text {path}: not a regular file; allowed: a UTF-8 text file")
-    size = p.stat().st_size
-    if size > MAX_TEXT_BYTES:
-        raise InputError(f"--text {path}: {size:,} bytes is too large; allowed: at most "
-                         f"{MAX_TEXT_BYTES:,} bytes")
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = raw[exc.start:exc.start + 1]
-        raise InputError(f"--text {path}: not UTF-8 text (byte {exc.start:,} is {bad!r}); "
-                         "allowed: a UTF-8 text file") from exc
+    """The UTF-8 text of a ``--text`` file (one-line InputError: missing, a folder, binary, not UTF-8,
+    over :data:`MAX_TEXT_BYTES`, or empty): :func:`perfmodel.inputs.read_text` with this limit."""
+    text = inputs.read_text(path, "--text", max_bytes=MAX_TEXT_BYTES)
     if not text.strip():
         raise InputError(f"--text {path}: the file is empty; allowed: a UTF-8 text file with text")
     return text

@@ -191,6 +191,9 @@ def _cases() -> list[Case]:
         needles=("--checkpoint",))
     add("acceptance measure --checkpoint broken gguf", _with(acc, "--checkpoint", "{F:broken.gguf}"),
         needles=("--checkpoint", "broken.gguf"))
+    add("acceptance measure --resume a run log without its configuration", [*acc, "--resume"],
+        needles=("--resume", "acc.csv.config.json"), setup=_put("acc.csv.runs.csv", "key\nx\n"),
+        after=_unchanged("acc.csv.runs.csv", "key\nx\n"))
 
     # ------------------------------------------------------------------ parse errors and names
     add("advise --top abc (typer)", ["advise", "--top", "abc"], needles=("--top", "abc"))

@@ -120,6 +120,13 @@ FLAGS["simulate"] = {
     "--qps": "load", "--concurrency": "load", "--num-requests": "load", "--replicas": "load",
     "--jobs": "load", "--max-seqs": "load", "--max-batched-tokens": "load",
 }
+#: acceptance measure: its odd values only reach flag checking (a valid run loads the real model and
+#: decodes for seconds to minutes; tests/test_acceptance_measure.py runs it)
+FLAGS["acceptance measure"] = {
+    "--checkpoint": "file", "--kv-method": "text", "--kv-budget": "num", "--seq-len": "num", "--gamma": "num",
+    "--temperature": "num", "--out": "out", "--text": "file", "--windows": "num", "--batch": "num",
+    "--new-tokens": "num", "--seed": "num", "--resume": "flag", "--threads": "num",
+}
 FLAGS["acceptance fit"] = {"--table": "file", "--published": "flag", "--out": "out"}
 #: every command takes --config FILE (cli/config_file.py): odd files there too
 for _flags in FLAGS.values():
@@ -195,6 +202,8 @@ def argv(draw) -> list[str]:
         args += ["--out", {"sweep": "g.csv", "report": "r.html", "calibrate": "e.toml"}[sub]]
     if sub == "calibrate" and "--steps" not in chosen and draw(st.integers(0, 9)) != 7:
         args += ["--steps", "{F:steps_small.csv}"]
+    if sub == "acceptance measure" and "--checkpoint" not in chosen:
+        args += ["--checkpoint", "{F:broken.gguf}"]  # never the shipped model: see FLAGS above
     if sub == "simulate" and "--num-requests" not in chosen:
         args += ["--num-requests", "8"]  # the default 1,000 per load point is minutes over a fuzz
     if draw(st.integers(0, 9)) == 7:  # a stray token: unknown flag, a flag without its value

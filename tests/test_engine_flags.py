@@ -108,8 +108,11 @@ def test_advise_prints_the_recommendation_flags():
     recs = doc["engine_commands"]
     top = next(c for c in doc["candidates"] if c["rank"] == 1)
     assert recs[0]["strategy"] == top["strategy"]
-    gamma = top["gamma"]
-    vllm = next(c for c in recs[0]["commands"] if c["engine"] == "vllm")
+    # the first recommendation vLLM has a command for (a sparse-KV self-draft has none) carries that
+    # candidate's gamma
+    vllm, strategy = next((c, r["strategy"]) for r in recs for c in r["commands"]
+                          if c["engine"] == "vllm" and "--speculative-config" in (c.get("argv") or []))
+    gamma = next(c["gamma"] for c in doc["candidates"] if c["strategy"] == strategy and c["rank"])
     spec = json.loads(vllm["argv"][vllm["argv"].index("--speculative-config") + 1])
     assert spec["num_speculative_tokens"] == gamma
     # where the top candidate is not run as modelled, a runnable one follows

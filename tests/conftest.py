@@ -7,8 +7,9 @@ Tiers (markers registered in pyproject.toml; ``--strict-markers`` rejects any ot
 * ``e2e``: starts other processes (CLI subprocesses, validate runs, torch.distributed workers,
   a browser);
 * ``slow``: left out of the fast tier ``pytest -m "not slow"`` (102 s for 1,665 tests on the idle
-  2-core CI machine, December 2026): the long tests (validate runs, the real model, workers) belong here; ``browser``: needs headless Chromium; ``gpu``: needs CUDA, skipped here
-  where ``torch.cuda.is_available()`` is false.
+  2-core CI machine, December 2026): the long tests (validate runs, the real model, workers)
+  belong here; ``browser``: needs headless Chromium; ``gpu``: needs CUDA, skipped here where
+  ``torch.cuda.is_available()`` is false.
 
 Every test carries exactly one of ``unit`` and ``e2e`` (a module-level ``pytestmark`` is
 enough); collection stops, naming the tests, where one does not.  Time limits (pytest-timeout):

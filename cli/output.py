@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -236,12 +235,6 @@ def legend(items: Iterable[str], con: Console | None = None, style: str = "dim",
 
 
 FORMATS = ("table", "csv", "json")
-
-
-def safe(text: object) -> str:
-    """``text`` escaped for rich markup: user strings (model, profile and file names, table
-    sources) print literally, and '[/bold]' in a name can never raise a MarkupError."""
-    return escape(str(text))
 
 
 def _tokens(n: float) -> str:

@@ -484,14 +484,6 @@ def _refit_with(digest: str, path: str) -> AcceptanceModel:
     return model
 
 
-def refit_shipped() -> FitResult:
-    """Fit the model to the shipped tables, with cross-validation (what the TOML holds)."""
-    rows = fit_rows()
-    result = fit_model(rows)
-    result.cv = cross_validate(rows)
-    return result
-
-
 # ------------------------------------------------------------------- lookup with the model
 @dataclass
 class Estimate:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .feasibility import Infeasible, feasible
+from .feasibility import Infeasible
+from .feasibility import best as best_row
 from .grid import CHUNK_EVALUATIONS, chunk_queries, grid_rows
 from .outfiles import OutputLock, atomic_output, check_not_an_input, remove_stale_partials
 from .sweep import Query, predict, query_files
@@ -146,13 +147,10 @@ def write_grid(
 
 def _track_best(best: dict[str, Any], df) -> None:
     """Keep in ``best`` the row of highest speedup among the points that can run."""
-    sp = df["speedup"].where(feasible(df))
-    if not len(sp) or sp.isna().all():
-        return
-    i = sp.idxmax()
-    if not best or sp[i] > best["speedup"]:
+    row = best_row(df)
+    if row is not None and (not best or row["speedup"] > best["speedup"]):
         best.clear()
-        best.update(df.loc[i].to_dict())
+        best.update(row)
 
 
 def _check_disk(written: int, path: Path, done: int, total: int, fmt: str,

@@ -145,7 +145,7 @@ def test_refit_from_shipped_data_reproduces_shipped_parameters():
     assert shipped.info["data_sha256"] == data_hashes(), (
         "the shipped tables changed since the model was fitted: run 'magicdec-model acceptance fit "
         "--out perfmodel/data/acceptance_model.toml'")
-    res = fit_model(fit_rows())  # refit_shipped() adds the cross-validation, not compared here
+    res = fit_model(fit_rows())  # acceptance fit adds the cross-validation, not compared here
     assert res.model.names == shipped.names
     assert res.model.values == pytest.approx(shipped.values, rel=1e-5, abs=1e-7)
     assert np.allclose(res.model.covariance, shipped.covariance, rtol=1e-3, atol=1e-7)

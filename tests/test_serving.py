@@ -40,7 +40,8 @@ def model(draft: str = "self", acceptance: float = 0.8, hardware: str = "h100-sx
 
 
 def spec(m, prompt="4000", output="400", n=30, **kw) -> SimSpec:
-    return SimSpec(m, parse_length(prompt, "--prompt"), parse_length(output, "--output"), n, **kw)
+    return SimSpec(m, parse_length(prompt, "--prompt", "prompt"), parse_length(output, "--output", "output"),
+                   n, **kw)
 
 
 # ----------------------------------------------------------------- one request at a time
@@ -88,7 +89,7 @@ def test_littles_law_in_steady_state():
 def test_throughput_saturates_and_ttft_grows_past_capacity():
     m = model("eagle", 0.645)
     s = spec(m, prompt="gsm8k", output="gsm8k", n=1500)
-    cap = run_point(s, Point(OFF, concurrency=256))["throughput_tok_s"] / 166.0  # requests/s
+    cap = run_point(s, Point(OFF, concurrency=256))["throughput_tok_s"] / s.output.mean  # requests/s
     rows = [run_point(s, Point(OFF, qps=f * cap, seed=2)) for f in (0.3, 2.0, 4.0)]
     thr = [r["throughput_tok_s"] for r in rows]
     ttft = [r["ttft_p50_s"] for r in rows]
@@ -213,7 +214,7 @@ def test_bad_policies_are_refused(bad):
 @pytest.mark.parametrize("bad", ["0", "uniform:5:2", "lognormal:0:1", "lognormal:10:9", "abc", "1.5"])
 def test_bad_lengths_are_refused(bad):
     with pytest.raises(InputError):
-        parse_length(bad, "--prompt")
+        parse_length(bad, "--prompt", "prompt")
 
 
 def test_export_of_an_adaptive_policy_in_each_engines_format():

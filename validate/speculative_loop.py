@@ -177,14 +177,6 @@ class GenerationResult:
         n = self.request_rounds
         return self.accepted_tokens / n if n else float("nan")
 
-    @property
-    def position_rates(self) -> list[float]:
-        """Conditional acceptance by draft position: P(d_i accepted | d_1..d_(i-1) accepted),
-        i = 1..gamma, from ``accept_counts`` (NaN where no round reached position i)."""
-        reach = [sum(self.accept_counts[i:]) for i in range(len(self.accept_counts))]
-        return [reach[i] / reach[i - 1] if reach[i - 1] else float("nan")
-                for i in range(1, len(reach))]
-
     def seconds(self, kind: str | None = None) -> float:
         """Total recorded time (s) of steps of ``kind`` (all steps when None)."""
         return sum(s.seconds for s in self.steps if kind is None or s.kind == kind)

@@ -47,7 +47,6 @@ class ServingModel:
     block_size: int = BLOCK_SIZE
     loop_s: float = 0.0
     budget: float = 0.0
-    draft_full_kv: bool = True
     _phase_cache: dict = field(default_factory=dict)
 
     @classmethod
@@ -77,7 +76,6 @@ class ServingModel:
             pool_bytes_sd=usable - weights - extra, pool_bytes_ar=usable - weights,
             target_token_bytes=tb, draft_token_bytes=db, block_size=block_size,
             loop_s=eng.sd_iteration_s, budget=float(scn.kv_budget[0]),
-            draft_full_kv=d.kv_method == "full",
         )
 
     # ------------------------------------------------------------------ KV

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -199,7 +199,3 @@ def max_qps_under_slo(spec: SimSpec, policy: Policy, seed: int, attainment: floa
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
     return lo
 
-
-def with_requests(spec: SimSpec, n: int) -> SimSpec:
-    """The same spec with ``n`` requests."""
-    return replace(spec, num_requests=n)

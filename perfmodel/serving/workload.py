@@ -81,8 +81,9 @@ class LengthDist:
         return math.exp(self.a + self.b ** 2 / 2)
 
 
-def parse_length(text: str, flag: str, which: str = "prompt") -> LengthDist:
-    """Parse ``N``, ``uniform:A:B``, ``lognormal:MEAN:SIGMA`` or a preset name (its ``which`` lengths)."""
+def parse_length(text: str, flag: str, which: str) -> LengthDist:
+    """Parse ``N``, ``uniform:A:B``, ``lognormal:MEAN:SIGMA`` or a preset name (its ``which`` lengths:
+    "prompt" or "output")."""
     t = str(text).strip().lower()
     allowed = f"allowed: N, uniform:A:B, lognormal:MEAN:SIGMA or a preset ({', '.join(PRESETS)})"
     if t in PRESETS:
